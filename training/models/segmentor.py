@@ -1,0 +1,53 @@
+"""Segmentor = backbone + decode head (+ optional auxiliary head), MMSeg ``EncoderDecoder`` layout."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .heads.base import BaseDecodeHead
+
+
+class Segmentor(nn.Module):
+    """Encoder-decoder segmentation model whose state dict has MMSeg's prefixes.
+
+    ``forward`` returns the decode head's logits at low resolution ``[B, K, ceil(H/s), ceil(W/s)]`` with
+    ``s = output_stride``; resizing to the input size (bilinear, ``align_corners`` as stated by the model, False in
+    segrt) and argmax are the engine's job, so the exported graph ends here.
+
+    Args:
+        backbone: module returning a tuple of feature maps and exposing ``out_channels`` and ``output_stride``.
+        decode_head: the main head.
+        auxiliary_head: optional training-only head (ignored by ``forward`` and export).
+    """
+
+    def __init__(
+        self, backbone: nn.Module, decode_head: BaseDecodeHead, auxiliary_head: BaseDecodeHead | None = None
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.decode_head = decode_head
+        self.auxiliary_head = auxiliary_head
+        self.num_classes: int = decode_head.num_classes
+        self.align_corners: bool = decode_head.align_corners
+        self.output_stride: int = int(backbone.output_stride)
+        self.in_channels: int = int(getattr(backbone, "in_channels", 3))
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"Segmentor: expected an input of shape [B, {self.in_channels}, H, W], got {tuple(x.shape)}"
+            )
+        if not x.is_floating_point():
+            raise ValueError(f"Segmentor: expected a floating-point input, got dtype {x.dtype}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Decode-head logits ``[B, num_classes, H/stride, W/stride]`` (not resized to the input)."""
+        self._check_input(x)
+        return self.decode_head(self.backbone(x))
+
+    def forward_with_aux(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Decode logits and the list of auxiliary logits (empty without an auxiliary head), for training."""
+        self._check_input(x)
+        feats = self.backbone(x)
+        aux = [] if self.auxiliary_head is None else [self.auxiliary_head(feats)]
+        return self.decode_head(feats), aux

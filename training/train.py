@@ -1,0 +1,167 @@
+"""The training loop: SGD + poly schedule, CE with ignore_index, periodic evaluation, atomic checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from training.checkpoint import load_checkpoint, save_atomic
+from training.config import Config
+from training.data import SegFolderDataset, generate_dataset
+from training.data.transforms import normalize, random_scale_crop_flip
+from training.evaluate import evaluate_model
+from training.losses import seg_cross_entropy
+from training.models import build
+
+
+def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
+    """The segmentor a config describes."""
+    m = cfg.model
+    return build(m.name, num_classes=num_classes, backbone=m.backbone, backbone_kwargs=dict(m.backbone_kwargs),
+                 aux=m.aux, **m.head_kwargs)
+
+
+def prepare_data(cfg: Config) -> tuple[SegFolderDataset, SegFolderDataset]:
+    """Generate the synthetic dataset if the config asks for it, then open train and val splits."""
+    if cfg.data.synthetic is not None:
+        generate_dataset(cfg.data.root, **cfg.data.synthetic)
+    return SegFolderDataset(cfg.data.root, "train"), SegFolderDataset(cfg.data.root, "val")
+
+
+def model_meta(cfg: Config, ds: SegFolderDataset, model: torch.nn.Module) -> dict[str, Any]:
+    """What the exported model must carry so that a model file alone is enough to run it."""
+    return {
+        "classes": list(ds.classes), "palette": [list(c) for c in ds.palette],
+        "mean": list(cfg.data.mean), "std": list(cfg.data.std), "input_size": list(cfg.data.input_size),
+        "output_stride": int(getattr(model, "output_stride", 8)), "align_corners": False,
+        "model": f"{cfg.model.name}_{cfg.model.backbone}", "ignore_index": ds.ignore_index,
+    }
+
+
+def poly_lr(base: float, it: int, total: int, power: float, min_lr: float) -> float:
+    """Polynomial decay from ``base`` to ``min_lr`` over ``total`` iterations."""
+    return (base - min_lr) * (1 - min(it, total) / total) ** power + min_lr
+
+
+class Batcher:
+    """Endless shuffled mini-batches of augmented (image, mask) tensors, reproducible from its RNG state."""
+
+    def __init__(self, ds: SegFolderDataset, cfg: Config, seed: int) -> None:
+        # uint8 in memory (a quarter of float32); converted per sample in next()
+        self.samples = [(torch.from_numpy(s["image"]).permute(2, 0, 1), torch.from_numpy(s["mask"]))
+                        for s in (ds[i] for i in range(len(ds)))]
+        self.cfg = cfg
+        self.rng = np.random.default_rng(seed)
+        self.order: list[int] = []
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        d, bs = self.cfg.data, self.cfg.train.batch_size
+        imgs, masks = [], []
+        for _ in range(bs):
+            if not self.order:
+                self.order = list(self.rng.permutation(len(self.samples)))
+            img, mask = self.samples[self.order.pop()]
+            img, mask = random_scale_crop_flip(img.float(), mask, tuple(d.input_size), tuple(d.scale_range), d.flip,
+                                               self.rng, self.cfg.train.ignore_index)
+            imgs.append(normalize(img, d.mean, d.std))
+            masks.append(mask)
+        return torch.stack(imgs), torch.stack(masks).long()
+
+
+def _rng_state(batcher: Batcher) -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": batcher.rng.bit_generator.state,
+            "order": [int(i) for i in batcher.order]}
+
+
+def _set_rng_state(batcher: Batcher, st: dict[str, Any]) -> None:
+    torch.set_rng_state(st["torch"])
+    batcher.rng.bit_generator.state = st["numpy"]
+    batcher.order = list(st["order"])
+
+
+def train(cfg: Config, resume: str | Path | None = None, quiet: bool = False,
+          stop_after: int | None = None) -> dict[str, Any]:
+    """Train as ``cfg`` says; returns the final evaluation metrics. Writes ``last.pt`` and ``best.pt``.
+
+    ``resume`` is a checkpoint path or "auto" (the work dir's last.pt). ``stop_after`` ends the run after
+    that iteration without finishing the schedule, as a kill would (used to test resume).
+    """
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(int(t.threads))
+    torch.manual_seed(t.seed)
+    random.seed(t.seed)
+    work = Path(cfg.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    train_ds, val_ds = prepare_data(cfg)
+    model = build_model(cfg, train_ds.num_classes)
+    opt = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    batcher = Batcher(train_ds, cfg, t.seed)
+    meta = model_meta(cfg, train_ds, model)
+    start, best = 0, -1.0
+    if resume:
+        ckpt = load_checkpoint(work / "last.pt" if str(resume) == "auto" else resume)
+        model.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start, best = int(ckpt["iter"]), float(ckpt.get("best_mIoU", -1.0))
+        _set_rng_state(batcher, ckpt["rng"])
+
+    def checkpoint(it: int, name: str, metrics: dict | None = None) -> None:
+        save_atomic({"state_dict": model.state_dict(), "optimizer": opt.state_dict(), "iter": it,
+                     "config": cfg.to_dict(), "meta": meta, "best_mIoU": best, "rng": _rng_state(batcher),
+                     "metrics": metrics or {}}, work / name)
+
+    log = (work / "log.jsonl").open("a")
+    metrics: dict[str, Any] = {}
+    t0 = time.time()
+    bar = tqdm(range(start, t.iters), initial=start, total=t.iters, desc="train", disable=quiet, dynamic_ncols=True)
+    model.train()
+    for it in bar:
+        lr = poly_lr(t.lr, it, t.iters, t.power, t.min_lr)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, y = batcher.next()
+        logits, aux = model.forward_with_aux(x)
+        loss = seg_cross_entropy(logits, y, t.ignore_index)
+        for a in aux:
+            loss = loss + t.aux_weight * seg_cross_entropy(a, y, t.ignore_index)
+        if not math.isfinite(loss.item()):
+            checkpoint(it, "last.pt")
+            raise FloatingPointError(f"loss became {loss.item()} at iteration {it}; last good state in {work}/last.pt")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        done = it + 1
+        if done % t.log_interval == 0 or done == t.iters:
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4f}")
+            log.write(json.dumps({"iter": done, "loss": loss.item(), "lr": lr, "time": time.time() - t0}) + "\n")
+            log.flush()
+        timed_out = t.max_minutes is not None and time.time() - t0 > 60 * t.max_minutes
+        if done % t.eval_interval == 0 or done == t.iters or timed_out:
+            metrics = evaluate_model(model, val_ds, cfg.data.input_size, cfg.data.mean, cfg.data.std)
+            model.train()
+            log.write(json.dumps({"iter": done, **{k: metrics[k] for k in ("mIoU", "pixAcc")}}) + "\n")
+            bar.write(f"iter {done}: mIoU {metrics['mIoU']:.4f} pixAcc {metrics['pixAcc']:.4f}")
+            if metrics["mIoU"] > best:
+                best = metrics["mIoU"]
+                checkpoint(done, "best.pt", metrics)
+        if done % t.checkpoint_interval == 0 or done == t.iters or timed_out:
+            checkpoint(done, "last.pt", metrics)
+        if stop_after is not None and done >= stop_after:
+            break
+        if timed_out:
+            bar.write(f"stopping at iteration {done}: max_minutes={t.max_minutes} reached")
+            break
+    bar.close()
+    log.close()
+    return metrics
