@@ -1,0 +1,214 @@
+"""Python face of the native kernels in ``engine._C`` (no torch needed).
+
+Every function validates its arguments here and raises ``ValueError`` (``TypeError`` for a non-array) naming the
+argument and the problem, so a bad call never reaches native code. Arrays are never copied or converted silently:
+pass C-contiguous arrays of the documented dtype (``numpy.ascontiguousarray(x, dtype=...)``).
+
+Align-corners policy of the project: ``align_corners=False`` by default everywhere; every op that resizes takes the
+flag. Bilinear sampling is that of ``torch.nn.functional.interpolate(mode="bilinear", antialias=False)``.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+from types import ModuleType
+
+import numpy as np
+
+__all__ = [
+    "colorize",
+    "cuda_device_count",
+    "has_cuda",
+    "overlay",
+    "preprocess",
+    "resize_argmax",
+    "resize_bilinear",
+    "resize_bilinear_backward",
+]
+
+MAX_SIDE = 1 << 20  # largest accepted output height / width (same bound as the native checks)
+LABEL_DTYPES = (np.uint8, np.int32, np.int64)
+
+
+def _native() -> ModuleType:
+    """The compiled extension, imported on first use so that ``import engine`` works without it."""
+    try:
+        from engine import _C
+    except ImportError as err:  # pragma: no cover - depends on the build
+        raise ImportError(
+            "engine._C is not built; run `pip install --no-build-isolation --no-deps -e .` in the repository"
+        ) from err
+    return _C
+
+
+def _shape(a: np.ndarray) -> str:
+    return str(tuple(a.shape))
+
+
+def _array(where: str, name: str, a: object, dtypes: tuple[type, ...], ndim: int, layout: str) -> np.ndarray:
+    """Check that ``a`` is a non-empty C-contiguous ndarray of one of ``dtypes`` with ``ndim`` dimensions."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{where}: {name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype not in [np.dtype(d) for d in dtypes]:
+        names = " or ".join(np.dtype(d).name for d in dtypes)
+        raise ValueError(f"{where}: {name} must have dtype {names}, got {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{where}: {name} must be {ndim}-D {layout}, got shape {_shape(a)}")
+    if a.size == 0:
+        raise ValueError(f"{where}: {name} must not be empty, got shape {_shape(a)}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{where}: {name} must be C-contiguous (use numpy.ascontiguousarray)")
+    return a
+
+
+def _side(where: str, name: str, v: object) -> int:
+    """An output height or width: an integer in [1, MAX_SIDE]."""
+    if isinstance(v, bool):
+        raise TypeError(f"{where}: {name} must be an int, got bool")
+    try:
+        n = operator.index(v)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{where}: {name} must be an int, got {type(v).__name__}") from None
+    if not 1 <= n <= MAX_SIDE:
+        raise ValueError(f"{where}: {name} must be in [1, {MAX_SIDE}], got {n}")
+    return n
+
+
+def _triple(where: str, name: str, v: Sequence[float], nonzero: bool) -> list[float]:
+    try:
+        vals = [float(x) for x in np.asarray(v, dtype=np.float64).reshape(-1)]
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: {name} must be 3 numbers (R, G, B), got {v!r}") from None
+    if len(vals) != 3:
+        raise ValueError(f"{where}: {name} must have 3 values (R, G, B), got {len(vals)}")
+    for x in vals:
+        if not math.isfinite(x) or (nonzero and x == 0.0):
+            raise ValueError(f"{where}: {name} values must be finite{' and nonzero' if nonzero else ''}, got {x}")
+    return vals
+
+
+def _out(where: str, out: np.ndarray | None, dtype: type, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Check a caller-provided output buffer: exact dtype and shape, C-contiguous, writeable."""
+    if out is None:
+        return None
+    _array(where, "out", out, (dtype,), len(shape), "buffer")
+    if out.shape != shape:
+        raise ValueError(f"{where}: out must have shape {shape}, got {_shape(out)}")
+    if not out.flags.writeable:
+        raise ValueError(f"{where}: out must be writeable")
+    return out
+
+
+def _labels_palette(where: str, labels: np.ndarray, palette: np.ndarray) -> None:
+    _array(where, "labels", labels, LABEL_DTYPES, 2, "[H, W]")
+    _array(where, "palette", palette, (np.uint8,), 2, "[K, 3]")
+    if palette.shape[1] != 3:
+        raise ValueError(f"{where}: palette must have shape (K, 3), got {_shape(palette)}")
+
+
+def preprocess(
+    img: np.ndarray,
+    out_h: int,
+    out_w: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    bgr: bool = False,
+    align_corners: bool = False,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """uint8 ``[H, W, 3]`` image -> float32 ``[1, 3, out_h, out_w]`` network input, in one native pass.
+
+    Bilinear resize of the float image (skipped when the size already matches), BGR->RGB when ``bgr``,
+    ``(x - mean) / std`` with mean/std per RGB channel in 0..255 pixel units, and HWC -> CHW. ``out`` (float32
+    ``[1, 3, out_h, out_w]``, C-contiguous) is written in place and returned, so a caller can reuse one buffer.
+    """
+    where = "preprocess"
+    _array(where, "img", img, (np.uint8,), 3, "[H, W, 3]")
+    if img.shape[2] != 3:
+        raise ValueError(f"{where}: img must have 3 channels (H, W, 3), got shape {_shape(img)}")
+    oh, ow = _side(where, "out_h", out_h), _side(where, "out_w", out_w)
+    m, s = _triple(where, "mean", mean, False), _triple(where, "std", std, True)
+    buf = _out(where, out, np.float32, (1, 3, oh, ow))
+    return _native().preprocess(img, oh, ow, m, s, bool(bgr), bool(align_corners), buf)
+
+
+def resize_bilinear(x: np.ndarray, out_h: int, out_w: int, *, align_corners: bool = False) -> np.ndarray:
+    """float32 ``[N, C, H, W]`` -> ``[N, C, out_h, out_w]``, equal to ``F.interpolate(mode="bilinear")``."""
+    where = "resize_bilinear"
+    _array(where, "x", x, (np.float32,), 4, "[N, C, H, W]")
+    oh, ow = _side(where, "out_h", out_h), _side(where, "out_w", out_w)
+    return _native().resize_bilinear(x, oh, ow, bool(align_corners))
+
+
+def resize_bilinear_backward(grad_out: np.ndarray, in_h: int, in_w: int, *, align_corners: bool = False) -> np.ndarray:
+    """Gradient of :func:`resize_bilinear`: float32 ``[N, C, out_h, out_w]`` -> ``[N, C, in_h, in_w]``."""
+    where = "resize_bilinear_backward"
+    _array(where, "grad_out", grad_out, (np.float32,), 4, "[N, C, H_out, W_out]")
+    ih, iw = _side(where, "in_h", in_h), _side(where, "in_w", in_w)
+    return _native().resize_bilinear_backward(grad_out, ih, iw, bool(align_corners))
+
+
+def resize_argmax(
+    logits: np.ndarray,
+    out_h: int,
+    out_w: int,
+    *,
+    align_corners: bool = False,
+    return_scores: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Fused bilinear resize + argmax: float32 ``[B, C, H, W]`` -> labels ``[B, out_h, out_w]``.
+
+    Labels are uint8 when ``C <= 255``, else int32. Same result as ``F.interpolate(...).argmax(1)`` (ties keep the
+    first channel) without materialising the ``[C, out_h, out_w]`` logits. With ``return_scores`` also returns the
+    winning interpolated logit as float32 ``[B, out_h, out_w]``.
+    """
+    where = "resize_argmax"
+    _array(where, "logits", logits, (np.float32,), 4, "[B, C, H, W]")
+    oh, ow = _side(where, "out_h", out_h), _side(where, "out_w", out_w)
+    return _native().resize_argmax(logits, oh, ow, bool(align_corners), bool(return_scores))
+
+
+def overlay(
+    frame: np.ndarray,
+    labels: np.ndarray,
+    palette: np.ndarray,
+    alpha: float = 0.5,
+    *,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Blend class colours onto a frame: ``floor((1 - alpha) * frame + alpha * palette[label] + 0.5)``.
+
+    ``frame`` uint8 ``[H, W, 3]``; ``labels`` ``[H, W]`` uint8/int32/int64; ``palette`` uint8 ``[K, 3]``. Labels
+    outside ``[0, K)`` (e.g. 255 = ignore) leave the pixel unchanged. ``out`` (may be ``frame`` itself) is reused.
+    """
+    where = "overlay"
+    _array(where, "frame", frame, (np.uint8,), 3, "[H, W, 3]")
+    if frame.shape[2] != 3:
+        raise ValueError(f"{where}: frame must have 3 channels (H, W, 3), got shape {_shape(frame)}")
+    _labels_palette(where, labels, palette)
+    if labels.shape != frame.shape[:2]:
+        raise ValueError(f"{where}: labels shape {_shape(labels)} must equal the frame's (H, W) = {frame.shape[:2]}")
+    a = float(alpha)
+    if not 0.0 <= a <= 1.0:
+        raise ValueError(f"{where}: alpha must be in [0, 1], got {alpha}")
+    buf = _out(where, out, np.uint8, frame.shape)
+    return _native().overlay(frame, labels, palette, a, buf)
+
+
+def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """``palette[labels]`` as uint8 ``[H, W, 3]``; labels outside ``[0, K)`` become black."""
+    _labels_palette("colorize", labels, palette)
+    return _native().colorize(labels, palette)
+
+
+def has_cuda() -> bool:
+    """True when ``engine._C`` was compiled with the CUDA kernels (``engine._C.cuda``)."""
+    return bool(_native().has_cuda())
+
+
+def cuda_device_count() -> int:
+    """Number of visible CUDA devices; 0 without a driver or GPU (never raises)."""
+    return int(_native().cuda_device_count())
