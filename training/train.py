@@ -57,7 +57,7 @@ class Batcher:
 
     def __init__(self, ds: SegFolderDataset, cfg: Config, seed: int) -> None:
         # uint8 in memory (a quarter of float32); converted per sample in next()
-        self.samples = [(torch.from_numpy(s["image"]).permute(2, 0, 1), torch.from_numpy(s["mask"]))
+        self.samples = [(torch.tensor(s["image"]).permute(2, 0, 1), torch.tensor(s["mask"]))
                         for s in (ds[i] for i in range(len(ds)))]
         self.cfg = cfg
         self.rng = np.random.default_rng(seed)
