@@ -24,7 +24,7 @@ def tiny_config(tmp: Path, iters: int, work: str = "work") -> dict:
         "model": {"name": "pspnet", "backbone": "resnet18",
                   "backbone_kwargs": {"stem_channels": 8, "base_channels": 8}},
         "data": {"root": str(tmp / "data"), "synthetic": {"n_train": 6, "n_val": 3, "height": 64, "width": 128},
-                 "input_size": [64, 128]},
+                 "input_size": [64, 128], "crop_size": [64, 128]},
         "train": {"iters": iters, "batch_size": 2, "eval_interval": 100, "checkpoint_interval": 2, "threads": 2},
         "work_dir": str(tmp / work),
     }

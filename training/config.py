@@ -24,11 +24,17 @@ class ModelCfg:
 
 @dataclass
 class DataCfg:
-    """Where the data lives and how it is fed. ``synthetic`` generates the built-in dataset at ``root``."""
+    """Where the data lives and how it is fed. ``synthetic`` generates the built-in dataset at ``root``.
+
+    ``input_size`` (H, W) is the size images are resized to for inference (evaluation, export metadata, the
+    engine); None keeps each image's own size. Training scales each image to ``input_size`` times a factor
+    drawn from ``scale_range`` and takes a random ``crop_size`` crop.
+    """
 
     root: str = "data/synthetic"
     synthetic: dict[str, Any] | None = None
-    input_size: tuple[int, int] = (128, 256)
+    input_size: tuple[int, int] | None = (256, 512)
+    crop_size: tuple[int, int] = (128, 256)
     scale_range: tuple[float, float] = (0.75, 1.5)
     flip: bool = True
     mean: tuple[float, float, float] = IMAGENET_MEAN

@@ -76,5 +76,5 @@ def export_onnx(model: torch.nn.Module, meta: dict[str, Any] | ModelMeta, out: s
 def export_checkpoint(ckpt_path: str | Path, out: str | Path) -> Path:
     """``segrt export``: checkpoint -> ONNX, sample size taken from the training input size."""
     model, meta = load_trained(ckpt_path)
-    size = tuple(meta.get("input_size") or (256, 512))
+    size = tuple(meta.get("input_size") or (256, 512))  # any size works: H and W are dynamic
     return export_onnx(model, meta, out, sample_size=size)

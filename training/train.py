@@ -41,7 +41,8 @@ def model_meta(cfg: Config, ds: SegFolderDataset, model: torch.nn.Module) -> dic
     """What the exported model must carry so that a model file alone is enough to run it."""
     return {
         "classes": list(ds.classes), "palette": [list(c) for c in ds.palette],
-        "mean": list(cfg.data.mean), "std": list(cfg.data.std), "input_size": list(cfg.data.input_size),
+        "mean": list(cfg.data.mean), "std": list(cfg.data.std),
+        "input_size": list(cfg.data.input_size) if cfg.data.input_size else None,
         "output_stride": int(getattr(model, "output_stride", 8)), "align_corners": False,
         "model": f"{cfg.model.name}_{cfg.model.backbone}", "ignore_index": ds.ignore_index,
     }
@@ -70,8 +71,9 @@ class Batcher:
             if not self.order:
                 self.order = list(self.rng.permutation(len(self.samples)))
             img, mask = self.samples[self.order.pop()]
-            img, mask = random_scale_crop_flip(img.float(), mask, tuple(d.input_size), tuple(d.scale_range), d.flip,
-                                               self.rng, self.cfg.train.ignore_index)
+            base = d.input_size[0] if d.input_size else None
+            img, mask = random_scale_crop_flip(img.float(), mask, tuple(d.crop_size), tuple(d.scale_range), d.flip,
+                                               self.rng, self.cfg.train.ignore_index, base_height=base)
             imgs.append(normalize(img, d.mean, d.std))
             masks.append(mask)
         return torch.stack(imgs), torch.stack(masks).long()

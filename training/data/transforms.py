@@ -37,10 +37,11 @@ def resize_mask(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def random_scale_crop_flip(img: torch.Tensor, mask: torch.Tensor, size: tuple[int, int],
                            scale_range: tuple[float, float], flip: bool, rng: np.random.Generator,
-                           ignore_index: int = 255) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale so the image height is ``size[0] * U(scale_range)``, random-crop ``size`` (padding), flip."""
+                           ignore_index: int = 255, base_height: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale the image height to ``base_height * U(scale_range)`` (default: its own height), random-crop
+    ``size`` (padding with 0 / ignore_index where the image is smaller), and flip half of the time."""
     h, w = img.shape[-2:]
-    s = size[0] / h * rng.uniform(*scale_range)
+    s = (base_height or h) / h * rng.uniform(*scale_range)
     nh, nw = max(1, round(h * s)), max(1, round(w * s))
     img, mask = resize_image(img, (nh, nw)), resize_mask(mask, (nh, nw))
     ph, pw = max(size[0] - nh, 0), max(size[1] - nw, 0)
