@@ -45,13 +45,100 @@ def _eval(a: argparse.Namespace) -> int:
     return 0
 
 
-def _video(a: argparse.Namespace) -> int:
+def _predictor(a: argparse.Namespace) -> object:
+    """Build an engine.Predictor from the shared model options."""
     import engine
-    from engine.video import segment_video
+    from engine.bench import parse_shape
 
-    stats = segment_video(engine.Predictor(a.model), a.source, a.output, alpha=a.alpha)
-    print(f"{stats.count} frames")
-    print(stats.table())
+    kw: dict = {"threads": a.threads, "palette": a.palette, "device": a.device}
+    if getattr(a, "input_size", None):
+        kw["input_size"] = parse_shape(a.input_size)
+    if getattr(a, "mode", "whole") != "whole":
+        kw["mode"] = a.mode
+        kw["crop_size"] = parse_shape(a.crop) if a.crop else None
+        kw["stride"] = parse_shape(a.stride) if a.stride else None
+    if getattr(a, "scales", None):
+        try:
+            kw["scales"] = tuple(float(v) for v in a.scales.split(","))
+        except ValueError:
+            raise ValueError(f"--scales must be comma-separated numbers, got {a.scales!r}") from None
+    if getattr(a, "flip", False):
+        kw["flip"] = True
+    if getattr(a, "batch", None):
+        kw["batch_size"] = a.batch
+    return engine.Predictor(a.model, **kw)
+
+
+def _predict(a: argparse.Namespace) -> int:
+    from engine.predict import predict_files
+
+    report = predict_files(_predictor(a), a.inputs, a.output, overlay=a.overlay, overlay_format=a.overlay_format,
+                           scores=a.scores, batch=a.batch, alpha=a.alpha, progress=not a.quiet)
+    print(f"{len(report.written)} written to {a.output}, {len(report.failed)} failed")
+    for name, why in report.failed:
+        print(f"  skipped {name}: {why}", file=sys.stderr)
+    if not report.written and not report.failed:
+        print("segrt predict: error: no input images found", file=sys.stderr)
+        return 2
+    return 0 if report.ok else 1
+
+
+def _show_frames() -> object:
+    """A matplotlib window that shows frames; ValueError when there is no display to show them on."""
+    import os
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise ValueError("--show needs a display (DISPLAY is not set); use -o OUT.mp4 instead")
+    import matplotlib.pyplot as plt
+
+    state: dict = {}
+
+    def show(frame: object) -> None:
+        if "im" not in state:
+            plt.ion()
+            state["im"] = plt.imshow(frame)
+            plt.axis("off")
+        else:
+            state["im"].set_data(frame)
+        plt.pause(0.001)
+
+    return show
+
+
+def _video(a: argparse.Namespace) -> int:
+    from engine.pipeline import VideoPipeline
+    from engine.video import open_source
+
+    on_frame = _show_frames() if a.show else None
+    predictor = _predictor(a)
+    source = open_source(a.source, live=a.live)
+    report = VideoPipeline(predictor, source, a.output, alpha=a.alpha, queue_size=a.queue,
+                           max_frames=a.max_frames, on_frame=on_frame, progress=not a.quiet).run()
+    print(report.table())
+    if report.input_error:
+        print(f"warning: {report.input_error}; the output holds the {report.frames} frames before it",
+              file=sys.stderr)
+    stats = a.stats
+    if stats is None:
+        stats = (Path(a.output).with_suffix(".stats.json") if a.output
+                 else Path(f"{Path(str(a.source)).stem or 'video'}.stats.json"))
+    print(f"stats: {report.save(stats)}")
+    return 0
+
+
+def _bench(a: argparse.Namespace) -> int:
+    from engine.bench import parse_shape, run_bench
+
+    backends = tuple(b.strip() for b in a.backends.split(",") if b.strip())
+    if a.torch and "torch" not in backends:
+        backends += ("torch",)
+    result = run_bench(a.model, parse_shape(a.shape), backends=backends, torch_ckpt=a.torch, runs=a.runs,
+                       warmup=a.warmup, threads=a.threads, out_dir=a.out_dir, name=a.name)
+    from engine.bench import markdown
+
+    print(markdown(result))
+    for f in result.get("files", []):
+        print(f"wrote {f}")
     return 0
 
 
@@ -60,6 +147,16 @@ def _demo(a: argparse.Namespace) -> int:
 
     run_demo(Path(a.out), minutes=a.minutes)
     return 0
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--model", required=True, help="model file (.onnx)")
+    p.add_argument("--palette", default=None, help="voc, cityscapes, ade20k or camvid (default: the model's)")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--input-size", default=None, metavar="HxW", help="network input size (default: the model's)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,12 +179,42 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--data", default="data/synthetic")
     v.add_argument("--split", default="val")
     v.set_defaults(func=_eval)
-    vid = sub.add_parser("video", help="segment a video file and write an overlay video")
-    vid.add_argument("source")
-    vid.add_argument("-m", "--model", required=True)
-    vid.add_argument("-o", "--output", default=None)
-    vid.add_argument("--alpha", type=float, default=0.5)
-    vid.set_defaults(func=_video)
+    pr = sub.add_parser("predict", help="segment images, folders or globs into label PNGs (+ overlays, scores)")
+    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    _model_args(pr)
+    pr.add_argument("-o", "--output", required=True, help="output folder")
+    pr.add_argument("--overlay", action="store_true", help="also write NAME_overlay.jpg")
+    pr.add_argument("--overlay-format", default="jpg", choices=("jpg", "png"))
+    pr.add_argument("--scores", action="store_true", help="also write NAME_scores.npy (winning logit, float16)")
+    pr.add_argument("--batch", type=int, default=1, help="images per inference batch (same sizes batch)")
+    pr.add_argument("--mode", default="whole", choices=("whole", "slide"))
+    pr.add_argument("--crop", default=None, metavar="HxW", help="slide window size (default: model input size)")
+    pr.add_argument("--stride", default=None, metavar="HxW", help="slide stride (default: 2/3 of the crop)")
+    pr.add_argument("--scales", default=None, help="multi-scale test, e.g. 0.75,1.0,1.25")
+    pr.add_argument("--flip", action="store_true", help="average with the horizontally flipped image")
+    pr.set_defaults(func=_predict)
+    vid = sub.add_parser("video", help="segment a video file, camera or stream with a threaded pipeline")
+    vid.add_argument("source", help="video file, camera index (0, 1, ...) or stream URL (rtsp://...)")
+    _model_args(vid)
+    vid.add_argument("-o", "--output", default=None, help="overlay video to write (e.g. out.mp4)")
+    vid.add_argument("--show", action="store_true", help="show the overlay in a window")
+    vid.add_argument("--stats", default=None, help="latency JSON (default: OUTPUT.stats.json)")
+    vid.add_argument("--queue", type=int, default=2, help="queue length between stages")
+    vid.add_argument("--max-frames", type=int, default=None)
+    vid.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
+                     help="drop stale frames (default: on for cameras and rtsp/rtmp/udp streams)")
+    vid.set_defaults(func=_video, batch=None)
+    b = sub.add_parser("bench", help="latency per stage and end to end, beside the bare network and torch eager")
+    b.add_argument("model")
+    b.add_argument("--shape", required=True, metavar="HxW", help="image and network input size, e.g. 512x1024")
+    b.add_argument("--backends", default="onnxruntime", help="comma-separated: onnxruntime,torch")
+    b.add_argument("--torch", default=None, metavar="CKPT", help="segrt checkpoint for the PyTorch eager row")
+    b.add_argument("--runs", type=int, default=50)
+    b.add_argument("--warmup", type=int, default=5)
+    b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--out-dir", default="benchmarks/results")
+    b.add_argument("--name", default=None, help="file name stem (default: engine_bench_MODEL_HxW)")
+    b.set_defaults(func=_bench)
     d = sub.add_parser("demo", help="synthetic data -> train -> evaluate -> export -> engine on video")
     d.add_argument("--out", default="demo_out")
     d.add_argument("--minutes", type=float, default=None, help="cap on training time")
@@ -100,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, ConnectionError, PermissionError) as e:
         print(f"segrt {args.command}: error: {e}", file=sys.stderr)
         return 2
 

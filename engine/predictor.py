@@ -1,17 +1,20 @@
-"""engine.Predictor: image in, class-id map out, over any backend."""
+"""engine.Predictor: image in, class-id map out, over any backend (batched, sliding-window, multi-scale + flip)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from engine import ops
+from engine import ops, tta
 from engine.backends import open_backend
+from engine.backends.base import Backend
 from engine.metadata import ModelMeta
-from engine.palettes import palette_array
+from engine.palettes import resolve_palette
+
+MODES = ("whole", "slide")
 
 
 def check_image(img: object, name: str = "img") -> np.ndarray:
@@ -27,24 +30,61 @@ def check_image(img: object, name: str = "img") -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
+def _pair(v: int | Sequence[int] | None, name: str) -> tuple[int, int] | None:
+    if v is None:
+        return None
+    t = (int(v), int(v)) if isinstance(v, int | np.integer) else tuple(int(x) for x in v)
+    if len(t) != 2 or min(t) <= 0:
+        raise ValueError(f"{name} must be a positive int or (h, w), got {v!r}")
+    return t  # type: ignore[return-value]
+
+
 class Predictor:
     """Run a segmentation model file on images.
 
     ``Predictor("model.onnx").run(img)`` takes an HxWx3 uint8 RGB array and returns an HxW array of
     class ids (uint8 when there are at most 255 classes, else int32) at the input resolution.
     Pre-processing (resize + normalize + layout) and post-processing (upsample + argmax) run in
-    native code (engine._C); the network runs in the backend chosen from the file.
+    native code (engine._C); the network runs in the backend chosen from the file (or a ``Backend`` given).
+
+    ``mode="slide"`` runs sliding windows of ``crop_size`` every ``stride`` pixels over the image at its own
+    size (times each scale); ``scales`` and ``flip`` average logits over resized and mirrored copies. A
+    Predictor reuses its buffers, so one instance must not be used from two threads at once.
     """
 
-    def __init__(self, path: str | Path, device: str = "auto", backend: str = "auto",
-                 threads: int | None = None, input_size: tuple[int, int] | None = None) -> None:
-        self.path = Path(path)
-        self.backend = open_backend(self.path, backend=backend, device=device, threads=threads)
+    def __init__(self, path: str | Path | Backend, device: str = "auto", backend: str = "auto",
+                 threads: int | None = None, input_size: tuple[int, int] | None = None, *,
+                 mode: str = "whole", crop_size: int | Sequence[int] | None = None,
+                 stride: int | Sequence[int] | None = None, scales: Sequence[float] = (1.0,),
+                 flip: bool = False, batch_size: int = 8, palette: str | None = None) -> None:
+        if isinstance(path, Backend):
+            self.path, self.backend = Path(getattr(path, "path", "<backend>")), path
+        else:
+            self.path = Path(path)
+            self.backend = open_backend(self.path, backend=backend, device=device, threads=threads)
         self.meta: ModelMeta = self.backend.meta
         if input_size is not None:
-            self.meta.input_size = (int(input_size[0]), int(input_size[1]))
+            self.meta.input_size = _pair(input_size, "input_size")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.mode = mode
+        self.crop_size = _pair(crop_size, "crop_size") or self.meta.input_size
+        if mode == "slide" and self.crop_size is None:
+            raise ValueError("mode='slide' needs crop_size (the model's metadata has no input_size)")
+        self.stride = _pair(stride, "stride")
+        if mode == "slide" and self.stride is None:
+            ch, cw = self.crop_size  # type: ignore[misc]
+            self.stride = (max(1, ch * 2 // 3), max(1, cw * 2 // 3))
+        self.scales = tuple(float(s) for s in scales)
+        if not self.scales or min(self.scales) <= 0:
+            raise ValueError(f"scales must be positive numbers, got {scales!r}")
+        self.flip = bool(flip)
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.palette_name = palette
         self.timings: dict[str, float] = {}
-        self._buf: np.ndarray | None = None
+        self._bufs: dict[str, np.ndarray] = {}
 
     @property
     def classes(self) -> list[str]:
@@ -53,31 +93,101 @@ class Predictor:
 
     @property
     def palette(self) -> np.ndarray:
-        """uint8 [K,3] colours for the classes (the model's own, padded if short)."""
-        return palette_array(self.meta.palette, max(self.meta.num_classes, 1))
+        """uint8 [K,3] colours: ``palette=`` override, else the model's own, else a built-in one for K classes."""
+        return resolve_palette(max(self.meta.num_classes, 1), self.meta.palette, self.palette_name)
 
-    def _target_size(self, h: int, w: int) -> tuple[int, int]:
+    @property
+    def simple(self) -> bool:
+        """True for plain whole-image inference at one scale without flip (the batched, pipelined fast path)."""
+        return self.mode == "whole" and self.scales == (1.0,) and not self.flip
+
+    def _buffer(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A C-contiguous float32 view of ``shape`` on storage kept between calls; grown only when too small."""
+        n = int(np.prod(shape))
+        flat = self._bufs.get(key)
+        if flat is None or flat.size < n:
+            flat = self._bufs[key] = np.empty(n, np.float32)
+        return flat[:n].reshape(shape)
+
+    def input_size_for(self, h: int, w: int) -> tuple[int, int]:
+        """Network input (H, W) for an image of ``h x w`` in whole mode at scale 1."""
         return self.meta.input_size if self.meta.input_size else (h, w)
 
-    def preprocess(self, img: np.ndarray) -> np.ndarray:
-        """Resize + normalize + HWC->NCHW in one native pass, into a reused buffer."""
-        oh, ow = self._target_size(img.shape[0], img.shape[1])
-        if self._buf is None or self._buf.shape != (1, 3, oh, ow):
-            self._buf = np.empty((1, 3, oh, ow), np.float32)
+    def preprocess(self, img: np.ndarray, size: tuple[int, int] | None = None,
+                   out: np.ndarray | None = None) -> np.ndarray:
+        """Resize + normalize + HWC->NCHW in one native pass into ``out`` (default: a reused buffer) ``[1,3,H,W]``."""
+        oh, ow = size or self.input_size_for(img.shape[0], img.shape[1])
+        if out is None:
+            out = self._buffer("pre", (1, 3, oh, ow))
         return ops.preprocess(img, oh, ow, self.meta.mean, self.meta.std,
-                              align_corners=self.meta.align_corners, out=self._buf)
+                              align_corners=self.meta.align_corners, out=out)
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """The network alone: ``[B,3,H,W]`` -> float32 C-contiguous logits ``[B,K,h,w]`` (shape-checked)."""
+        logits = self.backend.infer(x)
+        if not isinstance(logits, np.ndarray) or logits.ndim != 4 or logits.shape[0] != x.shape[0]:
+            shape = getattr(logits, "shape", type(logits).__name__)
+            raise ValueError(f"{self.path}: backend returned {shape} for input {x.shape}, expected [B,K,h,w]")
+        return np.ascontiguousarray(logits, dtype=np.float32)
+
+    def postprocess(self, logits: np.ndarray, h: int, w: int,
+                    return_scores: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Fused upsample + argmax of ``[B,K,h',w']`` logits to ``[B,h,w]`` labels (and winning logits)."""
+        return ops.resize_argmax(logits, h, w, align_corners=self.meta.align_corners, return_scores=return_scores)
+
+    def _scale_logits(self, img: np.ndarray, scale: float) -> np.ndarray:
+        """Logits ``[1,K,h,w]`` of one scale (flip-averaged when ``flip``)."""
+        h, w = img.shape[:2]
+        if self.mode == "slide":
+            size = tta.scaled_size(h, w, scale)
+            x = self.preprocess(img, size)
+            crop_buf = self._buffer("crops", (self.batch_size, 3, *self.crop_size))  # type: ignore[misc]
+            run = lambda t: tta.slide_logits(t, self.infer, self.crop_size, self.stride,  # noqa: E731
+                                             self.batch_size, crop_buf)
+            logits = run(x)
+            if self.flip:
+                logits = logits + run(np.ascontiguousarray(x[..., ::-1]))[..., ::-1]
+                logits *= 0.5
+            return logits
+        size = tta.scaled_size(*self.input_size_for(h, w), scale)
+        x = self._buffer("pre2" if self.flip else "pre", (2 if self.flip else 1, 3, *size))
+        self.preprocess(img, size, out=x[:1])
+        if self.flip:
+            x[1] = x[0, :, :, ::-1]
+        logits = self.infer(x)
+        if self.flip:
+            return np.ascontiguousarray(0.5 * (logits[:1] + logits[1:, :, :, ::-1]))
+        return logits
+
+    def logits(self, img: np.ndarray) -> np.ndarray:
+        """Logits ``[1,K,h,w]`` averaged over scales and flips, at the common resolution of the mode.
+
+        Whole mode: the largest logit map among the scales. Slide mode: the image's own resolution.
+        """
+        img = check_image(img)
+        parts = [self._scale_logits(img, s) for s in self.scales]
+        if len(parts) == 1:
+            return parts[0]
+        if self.mode == "slide":
+            size = img.shape[:2]
+        else:
+            size = max((p.shape[2:] for p in parts), key=lambda s: s[0] * s[1])
+        return tta.average_logits(parts, tuple(size), self.meta.align_corners)
 
     def run(self, img: np.ndarray, return_scores: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Segment one image: HxW class ids (and the winning logit per pixel when ``return_scores``)."""
         img = check_image(img)
         h, w = img.shape[:2]
         t0 = time.perf_counter()
-        x = self.preprocess(img)
-        t1 = time.perf_counter()
-        logits = self.backend.infer(x)
+        if self.simple:
+            x = self.preprocess(img)
+            t1 = time.perf_counter()
+            logits = self.infer(x)
+        else:
+            t1 = t0
+            logits = self.logits(img)
         t2 = time.perf_counter()
-        out = ops.resize_argmax(np.ascontiguousarray(logits, dtype=np.float32), h, w,
-                                align_corners=self.meta.align_corners, return_scores=return_scores)
+        out = self.postprocess(logits, h, w, return_scores)
         t3 = time.perf_counter()
         self.timings = {"pre": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "post": (t3 - t2) * 1e3}
         if return_scores:
@@ -85,15 +195,64 @@ class Predictor:
             return labels[0], scores[0]
         return out[0]
 
-    def run_batch(self, imgs: Iterable[np.ndarray]) -> list[np.ndarray]:
-        """Segment several images (any sizes); returns one label map per image."""
-        return [self.run(img) for img in imgs]
+    def run_batch(self, imgs: Iterable[np.ndarray], return_scores: bool = False,
+                  batch_size: int | None = None) -> list:
+        """Segment several images; returns one label map (or (labels, scores)) per image, in order.
 
-    def stream(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        """Yield a label map for each frame of an iterable (e.g. a video reader)."""
+        Images that share a network input size go through the backend together as one ``[B,3,H,W]`` batch
+        (up to ``batch_size``, default the Predictor's); the pre-processing buffer is reused between calls.
+        """
+        imgs = [check_image(im, f"imgs[{i}]") for i, im in enumerate(imgs)]
+        if not self.simple:
+            return [self.run(im, return_scores) for im in imgs]
+        bs = int(batch_size or self.batch_size)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, im in enumerate(imgs):
+            groups.setdefault(self.input_size_for(*im.shape[:2]), []).append(i)
+        results: list = [None] * len(imgs)
+        times = {"pre": 0.0, "infer": 0.0, "post": 0.0}
+        for size, idx in groups.items():
+            for s in range(0, len(idx), bs):
+                chunk = idx[s:s + bs]
+                t0 = time.perf_counter()
+                x = self._buffer("batch", (min(bs, len(idx)), 3, *size))[:len(chunk)]
+                for k, i in enumerate(chunk):
+                    self.preprocess(imgs[i], size, out=x[k:k + 1])
+                t1 = time.perf_counter()
+                logits = self.infer(x)
+                t2 = time.perf_counter()
+                self._post_chunk(logits, [imgs[i].shape[:2] for i in chunk], chunk, results, return_scores)
+                t3 = time.perf_counter()
+                for k, v in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+                    times[k] += v * 1e3
+        self.timings = times
+        return results
+
+    def _post_chunk(self, logits: np.ndarray, sizes: list[tuple[int, int]], chunk: list[int],
+                    results: list, return_scores: bool) -> None:
+        if len(set(sizes)) == 1:  # one fused call for the whole batch
+            out = self.postprocess(logits, *sizes[0], return_scores)
+            outs = [(out[0][k], out[1][k]) if return_scores else out[k] for k in range(len(chunk))]
+        else:
+            outs = []
+            for k, (h, w) in enumerate(sizes):
+                o = self.postprocess(logits[k:k + 1], h, w, return_scores)
+                outs.append((o[0][0], o[1][0]) if return_scores else o[0])
+        for i, o in zip(chunk, outs):
+            results[i] = o
+
+    def stream(self, frames: Iterable[np.ndarray], batch_size: int = 1) -> Iterator[np.ndarray]:
+        """Yield a label map for each frame of an iterable (e.g. a video reader), ``batch_size`` frames at a time."""
+        pending: list[np.ndarray] = []
         for frame in frames:
-            yield self.run(frame)
+            pending.append(frame)
+            if len(pending) >= batch_size:
+                yield from self.run_batch(pending, batch_size=batch_size)
+                pending = []
+        if pending:
+            yield from self.run_batch(pending, batch_size=batch_size)
 
-    def overlay(self, img: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-        """Blend the palette colours of ``labels`` onto ``img``."""
-        return ops.overlay(check_image(img), labels, self.palette, alpha)
+    def overlay(self, img: np.ndarray, labels: np.ndarray, alpha: float = 0.5,
+                out: np.ndarray | None = None) -> np.ndarray:
+        """Blend the palette colours of ``labels`` onto ``img`` (into ``out`` when given)."""
+        return ops.overlay(check_image(img), labels, self.palette, alpha, out=out)

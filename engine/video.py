@@ -1,8 +1,9 @@
-"""Video reading and writing with PyAV, and a simple segment-and-overlay loop with per-stage latency."""
+"""Video sources (file, camera index, stream URL) and writing with PyAV, and a simple sequential segment loop."""
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,26 +12,111 @@ import numpy as np
 
 from engine.latency import LatencyStats
 
+LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt", "rtp")
+
+
+class VideoSource:
+    """Frames (HxWx3 uint8 RGB) of a video file, a camera or a stream URL; see :func:`open_source`.
+
+    ``live`` sources (cameras, RTSP/RTMP/UDP... streams) are meant to be read as fast as they come and have
+    stale frames dropped by the consumer; files are read completely. A decoding error after the first frame
+    (a truncated or corrupt tail) ends the stream quietly; ``error`` then says what broke.
+    """
+
+    def __init__(self, container: object, name: str, live: bool) -> None:
+        self._container = container
+        self.name, self.live = name, live
+        self.error: str | None = None
+        if not container.streams.video:  # type: ignore[attr-defined]
+            container.close()  # type: ignore[attr-defined]
+            raise ValueError(f"{name}: has no video stream")
+        stream = container.streams.video[0]  # type: ignore[attr-defined]
+        stream.thread_type = "AUTO"
+        self.width, self.height = int(stream.width or 0), int(stream.height or 0)
+        rate = stream.average_rate or stream.guessed_rate
+        self.fps = float(rate) if rate else 25.0
+        n = int(stream.frames or 0)
+        if not n and stream.duration and stream.time_base:
+            n = int(round(float(stream.duration * stream.time_base) * self.fps))
+        self.frames: int | None = n or None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        import av
+
+        try:
+            for frame in self._container.decode(video=0):  # type: ignore[attr-defined]
+                yield frame.to_ndarray(format="rgb24")
+        except (av.error.FFmpegError, EOFError) as e:  # truncated or corrupt tail: stop with what decoded
+            self.error = f"{self.name}: decoding stopped early ({e})"
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Release the container (idempotent)."""
+        try:
+            self._container.close()  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - closing twice or after an error is fine
+            pass
+
+    def __enter__(self) -> VideoSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _camera_device(index: int) -> tuple[str, str | None]:
+    if sys.platform.startswith("linux"):
+        dev = f"/dev/video{index}"
+        if not os.path.exists(dev):
+            raise FileNotFoundError(f"camera {index} not found: {dev} does not exist")
+        return dev, "v4l2"
+    if sys.platform == "darwin":
+        return str(index), "avfoundation"
+    return f"video={index}", "dshow"
+
+
+def open_source(src: str | int | Path, live: bool | None = None, timeout_s: float = 10.0) -> VideoSource:
+    """Open a video file, a camera (an int, or a string of digits) or a stream URL (``scheme://...``).
+
+    Raises FileNotFoundError for a missing file or camera, ValueError for a file that is not a readable video,
+    ConnectionError for a stream that cannot be opened. ``live`` defaults to True for cameras and streaming
+    schemes (rtsp, rtmp, udp, ...), False for files and http(s) URLs.
+    """
+    import av
+
+    if isinstance(src, int) or (isinstance(src, str) and src.isdigit()):
+        index = int(src)
+        dev, fmt = _camera_device(index)
+        try:
+            container = av.open(dev, format=fmt, timeout=timeout_s)
+        except (av.error.FFmpegError, OSError) as e:
+            raise FileNotFoundError(f"camera {index} ({dev}) cannot be opened: {e}") from None
+        return VideoSource(container, f"camera {index}", True if live is None else live)
+    text = str(src)
+    if "://" in text and not text.startswith("file://"):
+        scheme = text.split("://", 1)[0].lower()
+        try:
+            container = av.open(text, timeout=timeout_s)
+        except (av.error.FFmpegError, OSError) as e:
+            raise ConnectionError(f"cannot open stream {text}: {e}") from None
+        return VideoSource(container, text, scheme in LIVE_SCHEMES if live is None else live)
+    p = Path(text.removeprefix("file://"))
+    if not p.exists():
+        raise FileNotFoundError(f"video not found: {p}")
+    if not p.is_file():
+        raise ValueError(f"video path is not a file: {p}")
+    try:
+        container = av.open(str(p))
+    except (av.error.FFmpegError, EOFError) as e:
+        raise ValueError(f"{p}: not a readable video ({e})") from None
+    return VideoSource(container, str(p), bool(live))
+
 
 def read_frames(path: str | Path) -> Iterator[np.ndarray]:
     """Yield HxWx3 uint8 RGB frames of a video file; a truncated file ends the stream where it breaks."""
-    import av
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"video not found: {p}")
-    try:
-        container = av.open(str(p))
-    except av.error.FFmpegError as e:
-        raise ValueError(f"{p}: not a readable video ({e})") from None
-    with container:
-        if not container.streams.video:
-            raise ValueError(f"{p}: has no video stream")
-        try:
-            for frame in container.decode(video=0):
-                yield frame.to_ndarray(format="rgb24")
-        except av.error.FFmpegError:
-            return  # truncated or corrupt tail: stop with what decoded
+    with open_source(path) as source:
+        yield from source
 
 
 class VideoWriter:

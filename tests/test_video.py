@@ -56,3 +56,25 @@ def test_segment_video_writes_overlay(tmp_path: Path, tiny_onnx) -> None:
     assert stats.count == 5
     assert {"decode", "pre", "infer", "post", "draw_encode", "total"} <= set(stats.summary())
     assert len(list(read_frames(tmp_path / "out.mp4"))) == 5
+
+
+def test_open_source_errors(tmp_path: Path) -> None:
+    from engine.video import open_source
+
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        open_source(tmp_path / "missing.mp4")
+    with pytest.raises(ValueError, match="not a file"):
+        open_source(tmp_path)
+    with pytest.raises(FileNotFoundError, match="camera 9"):
+        open_source(9)
+    with pytest.raises(ConnectionError, match="cannot open stream"):
+        open_source("rtsp://127.0.0.1:9/none", timeout_s=2)
+
+
+def test_open_source_file_properties(tmp_path: Path) -> None:
+    from engine.video import open_source
+
+    src = open_source(write_video(tmp_path / "v.mp4", n=4))
+    assert (src.width, src.height, src.live, src.frames) == (64, 48, False, 4) and src.fps == 10
+    assert len(list(src)) == 4 and src.error is None
+    assert open_source(str(tmp_path / "v.mp4"), live=True).live

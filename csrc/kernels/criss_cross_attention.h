@@ -10,7 +10,7 @@
 // Backward recomputes the weights from lse and never scatters: the task of row r gathers dQ for the pixels of row r
 // (as their queries) and dK, dV for the same pixels (as keys/values of their own criss-cross, whose sources are
 // exactly the pixels of their criss-cross), so rows are independent and run in parallel without atomics.
-// The hot loops are compiled twice (AVX2+FMA and baseline x86-64) and chosen at run time.
+// The hot loops are compiled three times (AVX-512, AVX2+FMA, baseline x86-64) and chosen at run time.
 #ifdef SEGRT_CCA_ISA
 // ---- inner pass: the per-row bodies, compiled in namespace SEGRT_CCA_ISA under the active target pragma ----
 namespace segrt {
@@ -25,109 +25,159 @@ inline void chunks(int64_t W, F&& f) {
   if (j0 < W) f(j0, std::false_type{}, static_cast<int>(W - j0));
 }
 
-// Calls f(i, nr_tag) over [0, n) in blocks of 4 then 1.
-template <class F>
-inline void blocks4(int64_t n, F&& f) {
+// Calls f(i, tag) over [0, n) in blocks of N (tag = N), then one by one (tag = 1).
+template <int N, class F>
+inline void blocks(int64_t n, F&& f) {
   int64_t i = 0;
-  for (; i + 4 <= n; i += 4) f(i, std::integral_constant<int, 4>{});
+  for (; i + N <= n; i += N) f(i, std::integral_constant<int, N>{});
   for (; i < n; ++i) f(i, std::integral_constant<int, 1>{});
 }
 
-// out[q*os + t] = sum_c x[c*s + t] * y[q*ys + c*s + t] for q < NR, t < n: NR column dot products at once.
-template <typename T, int NR, bool Full>
-inline void dot_cols(T* __restrict out, int64_t os, const T* __restrict x, const T* __restrict y, int64_t ys,
-                     int64_t s, int64_t nc, int n_) {
+constexpr int kR = SEGRT_CCA_TILE_R;  // register tile: image rows ...
+constexpr int kN = SEGRT_CCA_TILE_N;  // ... times candidates or channels
+
+// Vertical scores of a register tile: S[q*ss + kk*Wp + t] (+)= sum_c x[c*s + q*W + t] * y[c*s + kk*W + t].
+// x: X rows r0.. of the chunk, y: Y rows k0.. of the chunk; every y load serves R rows, every x load NK candidates.
+template <typename T, int R, int NK, bool Full>
+inline void vscore(T* __restrict S, int64_t ss, int64_t Wp, const T* __restrict x, const T* __restrict y, int64_t W,
+                   int64_t s, int64_t nc, int n_, bool add) {
   const int n = Full ? kL : n_;
-  T acc[NR][kL] = {};
+  T acc[R][NK][kL] = {};
+  if (add) {
+    for (int q = 0; q < R; ++q)
+      for (int kk = 0; kk < NK; ++kk)
+        for (int t = 0; t < n; ++t) acc[q][kk][t] = S[q * ss + kk * Wp + t];
+  }
   for (int64_t c = 0; c < nc; ++c) {
     const T* xc = x + c * s;
     const T* yc = y + c * s;
-    for (int q = 0; q < NR; ++q) {
+    for (int q = 0; q < R; ++q)
+      for (int kk = 0; kk < NK; ++kk) {
 #pragma omp simd
-      for (int t = 0; t < n; ++t) acc[q][t] += xc[t] * yc[q * ys + t];
-    }
+        for (int t = 0; t < n; ++t) acc[q][kk][t] += xc[q * W + t] * yc[kk * W + t];
+      }
   }
-  for (int q = 0; q < NR; ++q) {
-    for (int t = 0; t < n; ++t) out[q * os + t] = acc[q][t];
-  }
+  for (int q = 0; q < R; ++q)
+    for (int kk = 0; kk < NK; ++kk)
+      for (int t = 0; t < n; ++t) S[q * ss + kk * Wp + t] = acc[q][kk][t];
 }
 
-// out[q*os + t] = sum_c y[c*s + q] * x[c*s + t]: like dot_cols with a scalar (broadcast) second factor.
-template <typename T, int NR, bool Full>
-inline void dot_bcast(T* __restrict out, int64_t os, const T* __restrict x, const T* __restrict y, int64_t s,
-                      int64_t nc, int n_) {
+// Horizontal scores of one row: S[l*Wp + t] (+)= sum_c y[c*s + l] * x[c*s + t] for l < NL (y: Y[c, r, l0..]).
+template <typename T, int NL, bool Full>
+inline void hscore(T* __restrict S, int64_t Wp, const T* __restrict x, const T* __restrict y, int64_t s, int64_t nc,
+                   int n_, bool add) {
   const int n = Full ? kL : n_;
-  T acc[NR][kL] = {};
+  T acc[NL][kL] = {};
+  if (add) {
+    for (int l = 0; l < NL; ++l)
+      for (int t = 0; t < n; ++t) acc[l][t] = S[l * Wp + t];
+  }
   for (int64_t c = 0; c < nc; ++c) {
     const T* xc = x + c * s;
-    for (int q = 0; q < NR; ++q) {
-      const T yv = y[c * s + q];
+    for (int l = 0; l < NL; ++l) {
+      const T yv = y[c * s + l];
 #pragma omp simd
-      for (int t = 0; t < n; ++t) acc[q][t] += yv * xc[t];
+      for (int t = 0; t < n; ++t) acc[l][t] += yv * xc[t];
     }
   }
-  for (int q = 0; q < NR; ++q) {
-    for (int t = 0; t < n; ++t) out[q * os + t] = acc[q][t];
+  for (int l = 0; l < NL; ++l)
+    for (int t = 0; t < n; ++t) S[l * Wp + t] = acc[l][t];
+}
+
+// Scores of rows r0 .. r0+R-1 (scratch of row r0+q at S + q*ss): S[k][j] = sum_c X[c,r,j] Y[c,k,j] and
+// S[H+l][j] = sum_c Y[c,r,l] X[c,r,j]. Channel blocks outermost so that their planes stay in L2.
+template <typename T>
+inline void scores(T* S, int64_t ss, const T* X, const T* Y, int64_t r0, int64_t R, int64_t nc, const Dims& d) {
+  const int64_t H = d.H, W = d.W, HW = d.HW(), Wp = d.Wp;
+  for (int64_t c0 = 0; c0 < nc; c0 += kCB) {
+    const int64_t cn = std::min<int64_t>(kCB, nc - c0);
+    const bool add = c0 > 0;
+    const T* x = X + c0 * HW + r0 * W;
+    const T* y = Y + c0 * HW;
+    chunks(W, [&](int64_t j0, auto full, int n) {
+      constexpr bool F = decltype(full)::value;
+      blocks<kR>(R, [&](int64_t q0, auto rt) {
+        blocks<kN>(H, [&](int64_t k0, auto nt) {
+          vscore<T, decltype(rt)::value, decltype(nt)::value, F>(S + q0 * ss + k0 * Wp + j0, ss, Wp,
+                                                                 x + q0 * W + j0, y + k0 * W + j0, W, HW, cn, n, add);
+        });
+      });
+      for (int64_t q = 0; q < R; ++q) {
+        blocks<4>(W, [&](int64_t l0, auto lt) {
+          hscore<T, decltype(lt)::value, F>(S + q * ss + (H + l0) * Wp + j0, Wp, x + q * W + j0,
+                                            y + (r0 + q) * W + l0, HW, cn, n, add);
+        });
+      }
+    });
   }
 }
 
-// Scores of row r: S[k][j] = sum_c X[c,r,j] Y[c,k,j] and S[H+l][j] = sum_c Y[c,r,l] X[c,r,j] (X, Y: [nc, H, W]).
-template <typename T>
-inline void scores(T* __restrict S, const T* X, const T* Y, int64_t r, int64_t nc, const Dims& d) {
-  const int64_t W = d.W, HW = d.HW(), Wp = d.Wp;
-  const T* xr = X + r * W;
-  chunks(W, [&](int64_t j0, auto full, int n) {
-    constexpr bool F = decltype(full)::value;
-    blocks4(d.H, [&](int64_t k, auto nr) {
-      dot_cols<T, decltype(nr)::value, F>(S + k * Wp + j0, Wp, xr + j0, Y + k * W + j0, W, HW, nc, n);
-    });
-    blocks4(W, [&](int64_t l, auto nr) {
-      dot_bcast<T, decltype(nr)::value, F>(S + (d.H + l) * Wp + j0, Wp, xr + j0, Y + r * W + l, HW, nc, n);
-    });
-  });
+// Vertical part of the aggregation: o[cc*s + q*W + t] = sum_k S[q*ss + k*Wp + t] * z[cc*s + k*W + t].
+template <typename T, int R, int NC, bool Full>
+inline void vgather(T* __restrict o, const T* __restrict S, int64_t ss, int64_t Wp, const T* __restrict z, int64_t H,
+                    int64_t W, int64_t s, int n_) {
+  const int n = Full ? kL : n_;
+  T acc[R][NC][kL] = {};
+  for (int64_t k = 0; k < H; ++k) {
+    for (int cc = 0; cc < NC; ++cc) {
+      const T* zk = z + cc * s + k * W;
+      for (int q = 0; q < R; ++q) {
+        const T* sk = S + q * ss + k * Wp;
+#pragma omp simd
+        for (int t = 0; t < n; ++t) acc[q][cc][t] += sk[t] * zk[t];
+      }
+    }
+  }
+  for (int q = 0; q < R; ++q)
+    for (int cc = 0; cc < NC; ++cc)
+      for (int t = 0; t < n; ++t) o[cc * s + q * W + t] = acc[q][cc][t];
 }
 
-// out[c*HW + j] = sum_{k != r} S[k][j] Z[c,k,j] + sum_l S[H+l][j] Z[c,r,l] for c < nc (out: row r of [nc, H, W]).
+// Horizontal part for one row: o[cc*s + t] += sum_l S[l*Wp + t] * z[cc*s + l] (z: Z[c, r, 0..]).
+template <typename T, int NC, bool Full>
+inline void hgather(T* __restrict o, const T* __restrict S, int64_t Wp, const T* __restrict z, int64_t W, int64_t s,
+                    int n_) {
+  const int n = Full ? kL : n_;
+  T acc[NC][kL];
+  for (int cc = 0; cc < NC; ++cc)
+    for (int t = 0; t < n; ++t) acc[cc][t] = o[cc * s + t];
+  for (int64_t l = 0; l < W; ++l) {
+    const T* sl = S + l * Wp;
+    for (int cc = 0; cc < NC; ++cc) {
+      const T zv = z[cc * s + l];
+#pragma omp simd
+      for (int t = 0; t < n; ++t) acc[cc][t] += sl[t] * zv;
+    }
+  }
+  for (int cc = 0; cc < NC; ++cc)
+    for (int t = 0; t < n; ++t) o[cc * s + t] = acc[cc][t];
+}
+
+// O[c, r, j] = sum_k S_r[k][j] Z[c,k,j] + sum_l S_r[H+l][j] Z[c,r,l] for rows r0 .. r0+R-1 and c < nc (O, Z: one
+// batch's [nc, H, W]). S_r[r] (the masked centre) must be 0.
 template <typename T>
-inline void gather(T* __restrict out, const T* __restrict S, const T* __restrict Z, int64_t r, int64_t nc,
-                   const Dims& d) {
+inline void gather(T* O, const T* S, int64_t ss, const T* Z, int64_t r0, int64_t R, int64_t nc, const Dims& d) {
   const int64_t H = d.H, W = d.W, HW = d.HW(), Wp = d.Wp;
-  blocks4(nc, [&](int64_t c0, auto nr) {
-    constexpr int NR = decltype(nr)::value;
-    const T* z = Z + c0 * HW;
-    chunks(W, [&](int64_t j0, auto full, int n_) {
-      const int n = decltype(full)::value ? kL : n_;
-      T acc[NR][kL] = {};
-      for (int64_t k = 0; k < H; ++k) {
-        if (k == r) continue;
-        const T* sk = S + k * Wp + j0;
-        for (int q = 0; q < NR; ++q) {
-          const T* zk = z + q * HW + k * W + j0;
-#pragma omp simd
-          for (int t = 0; t < n; ++t) acc[q][t] += sk[t] * zk[t];
-        }
-      }
-      for (int64_t l = 0; l < W; ++l) {
-        const T* sl = S + (H + l) * Wp + j0;
-        for (int q = 0; q < NR; ++q) {
-          const T zv = z[q * HW + r * W + l];
-#pragma omp simd
-          for (int t = 0; t < n; ++t) acc[q][t] += sl[t] * zv;
-        }
-      }
-      for (int q = 0; q < NR; ++q) {
-        T* o = out + (c0 + q) * HW + j0;
-        for (int t = 0; t < n; ++t) o[t] = acc[q][t];
+  blocks<kN>(nc, [&](int64_t c0, auto ct) {
+    constexpr int NC = decltype(ct)::value;
+    chunks(W, [&](int64_t j0, auto full, int n) {
+      constexpr bool F = decltype(full)::value;
+      blocks<kR>(R, [&](int64_t q0, auto rt) {
+        vgather<T, decltype(rt)::value, NC, F>(O + c0 * HW + (r0 + q0) * W + j0, S + q0 * ss + j0, ss, Wp,
+                                               Z + c0 * HW + j0, H, W, HW, n);
+      });
+      for (int64_t q = 0; q < R; ++q) {
+        hgather<T, NC, F>(O + c0 * HW + (r0 + q) * W + j0, S + q * ss + H * Wp + j0, Wp, Z + c0 * HW + (r0 + q) * W,
+                          W, HW, n);
       }
     });
   });
 }
 
-// Forward of row r: out[:, r, :] and lse[r, :]. S: [(H + W) * Wp] scratch, tmp: [2 * Wp].
+// Softmax of row r in place over the candidates p (p = r masked to 0); writes lse[r, :]. tmp: [2 * Wp].
 template <typename T>
-void forward_row(const T* Q, const T* K, const T* V, T* out, T* lse, int64_t r, const Dims& d, T* S, T* tmp) {
+inline void softmax_row(T* __restrict S, T* __restrict lse, int64_t r, const Dims& d, T* __restrict tmp) {
   const int64_t W = d.W, Wp = d.Wp, P = d.H + d.W;
-  scores(S, Q, K, r, d.Cq, d);
   T* m = tmp;
   T* sum = tmp + Wp;
   for (int64_t j = 0; j < W; ++j) {
@@ -160,7 +210,17 @@ void forward_row(const T* Q, const T* K, const T* V, T* out, T* lse, int64_t r, 
 #pragma omp simd
     for (int64_t j = 0; j < W; ++j) s[j] *= sum[j];
   }
-  gather(out + r * W, S, V, r, d.C, d);
+}
+
+// Forward of rows r0 .. r0+R-1: out[:, r, :] (skipped when out is null) and lse[r, :].
+// S: R * (H + W) * Wp scratch, tmp: 2 * Wp.
+template <typename T>
+void forward_block(const T* Q, const T* K, const T* V, T* out, T* lse, int64_t r0, int64_t R, const Dims& d, T* S,
+                   T* tmp) {
+  const int64_t ss = (d.H + d.W) * d.Wp;
+  scores(S, ss, Q, K, r0, R, d.Cq, d);
+  for (int64_t q = 0; q < R; ++q) softmax_row(S + q * ss, lse, r0 + q, d, tmp);
+  if (out) gather(out, S, ss, V, r0, R, d.C, d);
 }
 
 // D[r, j] = sum_c G[c,r,j] * O[c,r,j] (= sum_p A dA of pixel (r, j)).
@@ -177,56 +237,61 @@ void delta_row(const T* G, const T* O, T* D, int64_t r, const Dims& d) {
   }
 }
 
-// Backward of row r: dQ, dK and dV of the pixels of row r. SA, SB: [(H + W) * Wp] scratch each.
+// Backward of rows r0 .. r0+R-1: dQ, dK and dV of their pixels. SA, SB: R * (H + W) * Wp scratch each.
 template <typename T>
-void backward_row(const T* Q, const T* K, const T* V, const T* G, const T* lse, const T* D, T* dQ, T* dK, T* dV,
-                  int64_t r, const Dims& d, T* SA, T* SB) {
-  const int64_t H = d.H, W = d.W, Wp = d.Wp;
-  const T* lr = lse + r * W;
-  const T* dr = D + r * W;
-  // Pixels of row r as queries: dE[p][j] = A (dA - D), dQ = sum_p dE K.
-  scores(SA, Q, K, r, d.Cq, d);
-  scores(SB, G, V, r, d.C, d);
-  for (int64_t p = 0; p < H + W; ++p) {
-    T* e = SA + p * Wp;
-    T* g = SB + p * Wp;
-    if (p == r) {
-      for (int64_t j = 0; j < W; ++j) g[j] = T(0);
-      continue;
-    }
-    for (int64_t j = 0; j < W; ++j) g[j] = std::exp(e[j] - lr[j]) * (g[j] - dr[j]);
-  }
-  gather(dQ + r * W, SB, K, r, d.Cq, d);
-  // Pixels of row r as keys/values: their sources are their own criss-cross; weights from the sources' lse and D.
-  scores(SA, K, Q, r, d.Cq, d);
-  scores(SB, V, G, r, d.C, d);
-  for (int64_t k = 0; k < H; ++k) {
-    T* e = SA + k * Wp;
-    T* g = SB + k * Wp;
-    if (k == r) {
-      for (int64_t j = 0; j < W; ++j) e[j] = g[j] = T(0);
-      continue;
-    }
-    const T* lk = lse + k * W;
-    const T* dk = D + k * W;
-    for (int64_t j = 0; j < W; ++j) {
-      const T a = std::exp(e[j] - lk[j]);
-      e[j] = a;
-      g[j] = a * (g[j] - dk[j]);
+void backward_block(const T* Q, const T* K, const T* V, const T* G, const T* lse, const T* D, T* dQ, T* dK, T* dV,
+                    int64_t r0, int64_t R, const Dims& d, T* SA, T* SB) {
+  const int64_t H = d.H, W = d.W, Wp = d.Wp, ss = (H + W) * Wp;
+  // Pixels as queries: dE[p][j] = A (dA - D), dQ = sum_p dE K.
+  scores(SA, ss, Q, K, r0, R, d.Cq, d);
+  scores(SB, ss, G, V, r0, R, d.C, d);
+  for (int64_t q = 0; q < R; ++q) {
+    const int64_t r = r0 + q;
+    const T* lr = lse + r * W;
+    const T* dr = D + r * W;
+    for (int64_t p = 0; p < H + W; ++p) {
+      const T* e = SA + q * ss + p * Wp;
+      T* g = SB + q * ss + p * Wp;
+      if (p == r) {
+        for (int64_t j = 0; j < W; ++j) g[j] = T(0);
+        continue;
+      }
+      for (int64_t j = 0; j < W; ++j) g[j] = std::exp(e[j] - lr[j]) * (g[j] - dr[j]);
     }
   }
-  for (int64_t l = 0; l < W; ++l) {
-    T* e = SA + (H + l) * Wp;
-    T* g = SB + (H + l) * Wp;
-    const T ls = lr[l], ds = dr[l];
-    for (int64_t j = 0; j < W; ++j) {
-      const T a = std::exp(e[j] - ls);
-      e[j] = a;
-      g[j] = a * (g[j] - ds);
+  gather(dQ, SB, ss, K, r0, R, d.Cq, d);
+  // Pixels as keys/values: their sources are their own criss-cross; weights from the sources' lse and D.
+  scores(SA, ss, K, Q, r0, R, d.Cq, d);
+  scores(SB, ss, V, G, r0, R, d.C, d);
+  for (int64_t q = 0; q < R; ++q) {
+    const int64_t r = r0 + q;
+    for (int64_t p = 0; p < H + W; ++p) {
+      T* e = SA + q * ss + p * Wp;
+      T* g = SB + q * ss + p * Wp;
+      if (p == r) {
+        for (int64_t j = 0; j < W; ++j) e[j] = g[j] = T(0);
+        continue;
+      }
+      if (p < H) {  // source (p, j)
+        const T* ls = lse + p * W;
+        const T* ds = D + p * W;
+        for (int64_t j = 0; j < W; ++j) {
+          const T a = std::exp(e[j] - ls[j]);
+          e[j] = a;
+          g[j] = a * (g[j] - ds[j]);
+        }
+      } else {  // source (r, p - H)
+        const T ls = lse[r * W + p - H], ds = D[r * W + p - H];
+        for (int64_t j = 0; j < W; ++j) {
+          const T a = std::exp(e[j] - ls);
+          e[j] = a;
+          g[j] = a * (g[j] - ds);
+        }
+      }
     }
   }
-  gather(dK + r * W, SB, Q, r, d.Cq, d);
-  gather(dV + r * W, SA, G, r, d.C, d);
+  gather(dK, SB, ss, Q, r0, R, d.Cq, d);
+  gather(dV, SA, ss, G, r0, R, d.C, d);
 }
 
 }  // namespace SEGRT_CCA_ISA
@@ -241,6 +306,7 @@ void backward_row(const T* Q, const T* K, const T* V, const T* G, const T* lse, 
 #include <omp.h>
 
 #include <cmath>
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <type_traits>
@@ -249,7 +315,8 @@ void backward_row(const T* Q, const T* K, const T* V, const T* G, const T* lse, 
 namespace segrt {
 namespace cca {
 
-constexpr int kL = 16;  // pixels per vector chunk (one zmm / two ymm of float)
+constexpr int kL = 16;    // pixels per vector chunk (one zmm / two ymm of float)
+constexpr int64_t kCB = 16;  // channels per cache block of the score loops
 
 struct Dims {
   int64_t Cq, C, H, W, Wp;  // Wp: W rounded up to kL (row pitch of the scratch)
@@ -259,31 +326,70 @@ struct Dims {
 }  // namespace cca
 }  // namespace segrt
 
+#define SEGRT_CCA_TILE_R 2
+#define SEGRT_CCA_TILE_N 2
 #define SEGRT_CCA_ISA base
 #include "criss_cross_attention.h"  // NOLINT(build/include): second pass, baseline ISA
 #undef SEGRT_CCA_ISA
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define SEGRT_CCA_HAVE_AVX2 1
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SEGRT_CCA_X86 1
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define SEGRT_CCA_ISA avx2
 #include "criss_cross_attention.h"  // NOLINT(build/include): third pass, AVX2 + FMA
 #undef SEGRT_CCA_ISA
 #pragma GCC pop_options
+#undef SEGRT_CCA_TILE_R
+#undef SEGRT_CCA_TILE_N
+#define SEGRT_CCA_TILE_R 4
+#define SEGRT_CCA_TILE_N 4
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,prefer-vector-width=512")
+#define SEGRT_CCA_ISA avx512
+#include "criss_cross_attention.h"  // NOLINT(build/include): fourth pass, AVX-512
+#undef SEGRT_CCA_ISA
+#pragma GCC pop_options
 #endif
+#undef SEGRT_CCA_TILE_R
+#undef SEGRT_CCA_TILE_N
 
 namespace segrt {
 namespace cca {
 
-inline bool use_avx2() {
-#ifdef SEGRT_CCA_HAVE_AVX2
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
+constexpr int64_t kRowsPerTask = 4;
+
+enum class Isa { kBase, kAvx2, kAvx512 };
+
+inline Isa best_isa() {
+#ifdef SEGRT_CCA_X86
+  static const Isa isa = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                                 __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw")
+                             ? Isa::kAvx512
+                         : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? Isa::kAvx2
+                                                                                             : Isa::kBase;
+  return isa;
 #else
-  return false;
+  return Isa::kBase;
 #endif
 }
+
+// Runs f(ns) with ns the namespace tag of the best ISA: f is a generic lambda calling NS::forward_block etc.
+#ifdef SEGRT_CCA_X86
+#define SEGRT_CCA_DISPATCH(isa, call)    \
+  switch (isa) {                         \
+    case cca::Isa::kAvx512:              \
+      cca::avx512::call;                 \
+      break;                             \
+    case cca::Isa::kAvx2:                \
+      cca::avx2::call;                   \
+      break;                             \
+    default:                             \
+      cca::base::call;                   \
+  }
+#else
+#define SEGRT_CCA_DISPATCH(isa, call) cca::base::call;
+#endif
 
 inline Dims make_dims(int64_t cq, int64_t c, int64_t h, int64_t w) {
   return Dims{cq, c, h, w, (w + kL - 1) / kL * kL};
@@ -292,63 +398,51 @@ inline Dims make_dims(int64_t cq, int64_t c, int64_t h, int64_t w) {
 }  // namespace cca
 
 // Forward: q, k [B, Cq, H, W], v [B, C, H, W] -> out [B, C, H, W], lse [B, H, W]. T = float or double.
+// out may be null (lse only).
 template <typename T>
 void criss_cross_attention_forward_cpu(const T* q, const T* k, const T* v, T* out, T* lse, int64_t B, int64_t Cq,
                                        int64_t C, int64_t H, int64_t W) {
   const cca::Dims d = cca::make_dims(Cq, C, H, W);
-  const bool avx2 = cca::use_avx2();
-  const int64_t HW = H * W, rows = B * H;
+  const cca::Isa isa = cca::best_isa();
+  const int64_t HW = H * W, nrb = (H + cca::kRowsPerTask - 1) / cca::kRowsPerTask;
 #pragma omp parallel
   {
-    std::vector<T> S((H + W) * d.Wp), tmp(2 * d.Wp);
-#pragma omp for schedule(static)
-    for (int64_t br = 0; br < rows; ++br) {
-      const int64_t b = br / H, r = br % H;
-      const T *qb = q + b * Cq * HW, *kb = k + b * Cq * HW, *vb = v + b * C * HW;
-      T* ob = out + b * C * HW;
-      T* lb = lse + b * HW;
-#ifdef SEGRT_CCA_HAVE_AVX2
-      if (avx2) {
-        cca::avx2::forward_row(qb, kb, vb, ob, lb, r, d, S.data(),
-                               tmp.data());
-        continue;
-      }
-#endif
-      cca::base::forward_row(qb, kb, vb, ob, lb, r, d, S.data(), tmp.data());
+    std::vector<T> S(cca::kRowsPerTask * (H + W) * d.Wp), tmp(2 * d.Wp);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < B * nrb; ++t) {
+      const int64_t b = t / nrb, r0 = t % nrb * cca::kRowsPerTask, R = std::min(cca::kRowsPerTask, H - r0);
+      T* ob = out ? out + b * C * HW : nullptr;
+      SEGRT_CCA_DISPATCH(isa, forward_block<T>(q + b * Cq * HW, k + b * Cq * HW, v + b * C * HW, ob, lse + b * HW, r0,
+                                               R, d, S.data(), tmp.data()))
     }
   }
 }
 
-// Backward: gradients of out w.r.t. q, k, v given grad_out g, the forward's out and lse. Every element of gq, gk, gv
-// is written (no zeroing needed).
+// Backward: gradients of out w.r.t. q, k, v given grad_out g, the forward's out and its lse (null: recomputed here,
+// which costs one Cq-channel pass). Every element of gq, gk, gv is written (no zeroing needed).
 template <typename T>
 void criss_cross_attention_backward_cpu(const T* q, const T* k, const T* v, const T* out, const T* lse, const T* g,
                                         T* gq, T* gk, T* gv, int64_t B, int64_t Cq, int64_t C, int64_t H, int64_t W) {
   const cca::Dims d = cca::make_dims(Cq, C, H, W);
-  const bool avx2 = cca::use_avx2();
-  const int64_t HW = H * W, rows = B * H;
-  std::vector<T> delta(B * HW);
+  const cca::Isa isa = cca::best_isa();
+  const int64_t HW = H * W, nrb = (H + cca::kRowsPerTask - 1) / cca::kRowsPerTask;
+  std::vector<T> delta(B * HW), lse_buf(lse ? 0 : B * HW);
+  if (!lse) criss_cross_attention_forward_cpu<T>(q, k, nullptr, nullptr, lse_buf.data(), B, Cq, C, H, W);
+  const T* ls = lse ? lse : lse_buf.data();
 #pragma omp parallel
   {
 #pragma omp for schedule(static)
-    for (int64_t br = 0; br < rows; ++br) {
-      const int64_t b = br / H, r = br % H;
-      cca::base::delta_row(g + b * C * HW, out + b * C * HW, delta.data() + b * HW, r, d);
+    for (int64_t br = 0; br < B * H; ++br) {
+      const int64_t b = br / H;
+      cca::base::delta_row(g + b * C * HW, out + b * C * HW, delta.data() + b * HW, br % H, d);
     }
-    std::vector<T> SA((H + W) * d.Wp), SB((H + W) * d.Wp);
-#pragma omp for schedule(static)
-    for (int64_t br = 0; br < rows; ++br) {
-      const int64_t b = br / H, r = br % H;
+    std::vector<T> SA(cca::kRowsPerTask * (H + W) * d.Wp), SB(SA.size());
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < B * nrb; ++t) {
+      const int64_t b = t / nrb, r0 = t % nrb * cca::kRowsPerTask, R = std::min(cca::kRowsPerTask, H - r0);
       const int64_t o1 = b * Cq * HW, o2 = b * C * HW;
-#ifdef SEGRT_CCA_HAVE_AVX2
-      if (avx2) {
-        cca::avx2::backward_row(q + o1, k + o1, v + o2, g + o2, lse + b * HW, delta.data() + b * HW, gq + o1, gk + o1,
-                                gv + o2, r, d, SA.data(), SB.data());
-        continue;
-      }
-#endif
-      cca::base::backward_row(q + o1, k + o1, v + o2, g + o2, lse + b * HW, delta.data() + b * HW, gq + o1, gk + o1,
-                              gv + o2, r, d, SA.data(), SB.data());
+      SEGRT_CCA_DISPATCH(isa, backward_block<T>(q + o1, k + o1, v + o2, g + o2, ls + b * HW, delta.data() + b * HW,
+                                                gq + o1, gk + o1, gv + o2, r0, R, d, SA.data(), SB.data()))
     }
   }
 }

@@ -13,4 +13,5 @@ PYBIND11_MODULE(_C, m) {
             "(CPU; CUDA launchers in the .cuda submodule when compiled with CUDA)";
   segrt::bind_cpu_ops(m);
   segrt::bind_cuda_ops(m);
+  { void bind_cca_ops(py::module_&); bind_cca_ops(m); }  // criss-cross attention (csrc/python/cca_ops.cpp)
 }

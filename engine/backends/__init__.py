@@ -19,12 +19,18 @@ def open_backend(path: str | Path, backend: str = "auto", device: str = "auto", 
         suffix = p.suffix.lower()
         if suffix == ".onnx":
             name = "onnxruntime"
+        elif suffix in (".plan", ".engine"):
+            name = "tensorrt"
         else:
             raise ValueError(f"{p}: cannot tell the backend from the suffix {suffix!r} (supported: .onnx)")
     if name in ("onnxruntime", "ort"):
         from engine.backends.onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(p, device=device, threads=threads)
+    if name in ("tensorrt", "trt"):
+        from engine.backends.tensorrt import TensorRTBackend
+
+        return TensorRTBackend(p, device=device, threads=threads)
     raise ValueError(f"unknown backend {backend!r} (known: auto, onnxruntime)")
 
 

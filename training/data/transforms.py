@@ -37,7 +37,8 @@ def resize_mask(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def random_scale_crop_flip(img: torch.Tensor, mask: torch.Tensor, size: tuple[int, int],
                            scale_range: tuple[float, float], flip: bool, rng: np.random.Generator,
-                           ignore_index: int = 255, base_height: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                           ignore_index: int = 255,
+                           base_height: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale the image height to ``base_height * U(scale_range)`` (default: its own height), random-crop
     ``size`` (padding with 0 / ignore_index where the image is smaller), and flip half of the time."""
     h, w = img.shape[-2:]

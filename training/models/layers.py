@@ -15,11 +15,15 @@ ALIGN_CORNERS = False
 BN_EPS = 1e-5  # MMSeg / torch default
 
 
-class ConvModule(nn.Module):
-    """Conv2d (no bias) + BatchNorm2d + optional ReLU, with mmcv's state-dict names ``conv.*`` and ``bn.*``.
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6}
 
-    Matches mmcv's ``ConvModule`` with ``norm_cfg=dict(type='BN')`` and ``act_cfg=dict(type='ReLU')``: the conv
-    has no bias because a norm layer follows it.
+
+class ConvModule(nn.Module):
+    """Conv2d + optional BatchNorm2d + optional activation, with mmcv's state-dict names ``conv.*`` and ``bn.*``.
+
+    Matches mmcv's ``ConvModule``: with ``norm=True`` (``norm_cfg=dict(type='BN')``) the conv has no bias
+    (mmcv's ``bias='auto'``) and the norm is called ``bn``; with ``norm=False`` (``norm_cfg=None``) the conv has a
+    bias and there is no ``bn``. ``act`` is ``"relu"`` (``True``), ``"relu6"`` or ``None``/``False`` (linear).
     """
 
     def __init__(
@@ -30,27 +34,73 @@ class ConvModule(nn.Module):
         stride: int = 1,
         padding: int = 0,
         dilation: int = 1,
-        act: bool = True,
+        groups: int = 1,
+        norm: bool = True,
+        act: bool | str | None = True,
     ) -> None:
         super().__init__()
+        act_name = "relu" if act is True else (act or None)
+        if act_name is not None and act_name not in _ACTIVATIONS:
+            raise ValueError(f"ConvModule: unknown activation {act!r}; choose one of {sorted(_ACTIVATIONS)} or None")
         self.conv = nn.Conv2d(
-            in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation, bias=False
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=groups,
+            bias=not norm,
         )
-        self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS)
-        self.activate = nn.ReLU(inplace=True) if act else nn.Identity()
-        # mmcv's ConvModule.init_weights: kaiming normal, fan_out, relu gain; norm weight 1, bias 0.
+        self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS) if norm else None
+        self.activate = _ACTIVATIONS[act_name](inplace=True) if act_name else nn.Identity()
+        # mmcv's ConvModule.init_weights: kaiming normal, fan_out, relu gain, bias 0; norm weight 1, bias 0.
         nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
-        nn.init.ones_(self.bn.weight)
-        nn.init.zeros_(self.bn.bias)
+        if self.conv.bias is not None:
+            nn.init.zeros_(self.conv.bias)
+        if self.bn is not None:
+            nn.init.ones_(self.bn.weight)
+            nn.init.zeros_(self.bn.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply conv, BN and activation."""
-        return self.activate(self.bn(self.conv(x)))
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        return self.activate(x)
+
+
+class DepthwiseSeparableConvModule(nn.Module):
+    """mmcv's ``DepthwiseSeparableConvModule``: a depthwise ``ConvModule`` then a 1x1 pointwise ``ConvModule``.
+
+    State-dict names: ``depthwise_conv.conv.weight``, ``depthwise_conv.bn.*``, ``pointwise_conv.conv.weight``,
+    ``pointwise_conv.bn.*``. Both parts have BN and ReLU (mmcv's default ``dw_*``/``pw_*`` cfgs follow the module's).
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, padding: int = 0, dilation: int = 1
+    ) -> None:
+        super().__init__()
+        self.depthwise_conv = ConvModule(
+            in_channels, in_channels, kernel_size, padding=padding, dilation=dilation, groups=in_channels
+        )
+        self.pointwise_conv = ConvModule(in_channels, out_channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Depthwise then pointwise convolution."""
+        return self.pointwise_conv(self.depthwise_conv(x))
 
 
 def resize(x: Tensor, size: tuple[int, int] | torch.Size, align_corners: bool = ALIGN_CORNERS) -> Tensor:
     """Bilinear resize of an NCHW tensor to ``size`` (sizes may be symbolic, so this exports with dynamic H, W)."""
     return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
+
+
+def global_avg_pool(x: Tensor) -> Tensor:
+    """``AdaptiveAvgPool2d(1)`` as a mean over H and W: exports to ONNX ``ReduceMean`` with dynamic H, W."""
+    return x.mean(dim=(2, 3), keepdim=True)
+
+
+class GlobalAvgPool2d(nn.Module):
+    """Module form of :func:`global_avg_pool` (parameter-free, keeps MMSeg's ``Sequential`` indices)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Mean over H and W, keeping them as size-1 dims."""
+        return global_avg_pool(x)
 
 
 def _pool_matrix(length: int | torch.SymInt, bins: int, like: Tensor) -> Tensor:

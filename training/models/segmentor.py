@@ -1,4 +1,4 @@
-"""Segmentor = backbone + decode head (+ optional auxiliary head), MMSeg ``EncoderDecoder`` layout."""
+"""Segmentor = backbone (+ optional neck) + decode head (+ optional auxiliary head), MMSeg ``EncoderDecoder`` layout."""
 
 from __future__ import annotations
 
@@ -8,28 +8,37 @@ from .heads.base import BaseDecodeHead
 
 
 class Segmentor(nn.Module):
-    """Encoder-decoder segmentation model whose state dict has MMSeg's prefixes.
+    """Encoder-decoder segmentation model whose state dict has MMSeg's prefixes
+    (``backbone.``, ``neck.``, ``decode_head.``, ``auxiliary_head.``).
 
     ``forward`` returns the decode head's logits at low resolution ``[B, K, ceil(H/s), ceil(W/s)]`` with
     ``s = output_stride``; resizing to the input size (bilinear, ``align_corners`` as stated by the model, False in
     segrt) and argmax are the engine's job, so the exported graph ends here.
 
     Args:
-        backbone: module returning a tuple of feature maps and exposing ``out_channels`` and ``output_stride``.
-        decode_head: the main head.
+        backbone: module returning a tuple of feature maps and exposing ``out_channels`` and ``out_strides``
+            (one per output) and ``in_channels`` (image channels).
+        decode_head: the main head; its logits have the stride of feature map ``decode_head.output_index``.
         auxiliary_head: optional training-only head (ignored by ``forward`` and export).
+        neck: optional module mapping the backbone's tuple to another tuple of maps with the same strides (FPN);
+            both heads then read the neck's outputs, as in MMSeg's ``extract_feat``.
     """
 
     def __init__(
-        self, backbone: nn.Module, decode_head: BaseDecodeHead, auxiliary_head: BaseDecodeHead | None = None
+        self,
+        backbone: nn.Module,
+        decode_head: BaseDecodeHead,
+        auxiliary_head: BaseDecodeHead | None = None,
+        neck: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
+        self.neck = neck
         self.decode_head = decode_head
         self.auxiliary_head = auxiliary_head
         self.num_classes: int = decode_head.num_classes
         self.align_corners: bool = decode_head.align_corners
-        self.output_stride: int = int(backbone.output_stride)
+        self.output_stride: int = int(backbone.out_strides[decode_head.output_index])
         self.in_channels: int = int(getattr(backbone, "in_channels", 3))
 
     def _check_input(self, x: Tensor) -> None:
@@ -43,11 +52,16 @@ class Segmentor(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Decode-head logits ``[B, num_classes, H/stride, W/stride]`` (not resized to the input)."""
         self._check_input(x)
-        return self.decode_head(self.backbone(x))
+        return self.decode_head(self.extract_feat(x))
+
+    def extract_feat(self, x: Tensor) -> tuple[Tensor, ...]:
+        """Backbone (and neck) feature maps."""
+        feats = self.backbone(x)
+        return feats if self.neck is None else self.neck(feats)
 
     def forward_with_aux(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Decode logits and the list of auxiliary logits (empty without an auxiliary head), for training."""
         self._check_input(x)
-        feats = self.backbone(x)
+        feats = self.extract_feat(x)
         aux = [] if self.auxiliary_head is None else [self.auxiliary_head(feats)]
         return self.decode_head(feats), aux

@@ -7,6 +7,7 @@ State-dict names follow MMSeg so its checkpoints load unchanged: ``stem.{0,1,3,4
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from torch import Tensor, nn
@@ -100,6 +101,9 @@ class ResNet(nn.Module):
         zero_init_residual: start each block's last BN at gamma=0 (only affects fresh, untrained weights).
     """
 
+    #: stage index of each pyramid level (strides 4, 8, 16, 32 in the undilated network).
+    level_indices: tuple[int, ...] = (0, 1, 2, 3)
+
     def __init__(
         self,
         depth: int = 50,
@@ -129,6 +133,7 @@ class ResNet(nn.Module):
         self.strides = tuple(strides)
         self.dilations = tuple(dilations)
         self.out_indices = tuple(out_indices)
+        self.width_scale = base_channels / 64
 
         if deep_stem:
             half = stem_channels // 2
@@ -158,7 +163,9 @@ class ResNet(nn.Module):
             inplanes = planes * block.expansion
             stage_channels.append(inplanes)
         self.out_channels: tuple[int, ...] = tuple(stage_channels[i] for i in self.out_indices)
-        self.output_stride: int = 4 * strides[0] * strides[1] * strides[2] * strides[3]
+        stage_strides = [4 * math.prod(strides[: i + 1]) for i in range(4)]
+        self.out_strides: tuple[int, ...] = tuple(stage_strides[i] for i in self.out_indices)
+        self.output_stride: int = stage_strides[-1]
         self._init_weights(zero_init_residual)
 
     @staticmethod
