@@ -1,0 +1,132 @@
+"""TensorRT backend: runs a ``.plan`` built by ``segrt build`` (TensorRT 10 API, CUDA GPUs only).
+
+The plan's sidecar ``<plan>.json`` carries the model metadata and the shape profile; it is checked before TensorRT
+is imported, so a wrong or stale file is reported even where TensorRT is missing. Device buffers for the largest
+shape of the profile are allocated once; ``infer`` copies in, runs ``execute_async_v3`` and copies out.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.backends.base import Backend
+from engine.build import ShapeProfile, import_tensorrt, read_sidecar
+from engine.metadata import ModelMeta
+
+
+def _device_index(device: str) -> int:
+    if device in ("auto", "cuda"):
+        return 0
+    m = re.fullmatch(r"cuda:(\d+)", device)
+    if m:
+        return int(m.group(1))
+    if device == "cpu":
+        raise ValueError("device='cpu': a TensorRT plan runs on CUDA GPUs only; use the .onnx model for CPU")
+    raise ValueError(f"unknown device {device!r} (known: auto, cuda, cuda:N)")
+
+
+class TensorRTBackend(Backend):
+    """A deserialized TensorRT engine with one execution context, one stream and buffers allocated once."""
+
+    name = "tensorrt"
+
+    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"TensorRT plan not found: {self.path}")
+        self.device_index = _device_index(device)
+        self.info = read_sidecar(self.path)
+        self.meta = ModelMeta.from_props(self.info["metadata"], source=str(self.path))
+        self.profile = ShapeProfile.from_dict(self.info["profile"])
+        self.input_name, self.output_name = str(self.info["input"]), str(self.info["output"])
+        trt = import_tensorrt()
+        self._trt = trt
+        if str(self.info["tensorrt"]) != trt.__version__:
+            raise ValueError(f"{self.path} was built with TensorRT {self.info['tensorrt']}, this is "
+                             f"{trt.__version__}: plans are not portable across versions, rebuild it")
+        from engine.cudart import runtime
+        from engine.plugins import load_plugins, plugins_available
+
+        self._cuda = cuda = runtime()
+        if cuda.device_count() <= self.device_index:
+            raise RuntimeError(f"{self.path}: no CUDA device {self.device_index} (found {cuda.device_count()})")
+        cuda.set_device(self.device_index)
+        cc = self.info.get("compute_capability")
+        if cc and cc != cuda.compute_capability(self.device_index):
+            raise ValueError(f"{self.path} was built for compute capability {cc} ({self.info.get('gpu')}), this "
+                             f"GPU is {cuda.compute_capability(self.device_index)}: rebuild the plan on it")
+        if self.info.get("plugins") or plugins_available():
+            load_plugins()
+        self._bufs: dict[str, int] = {}
+        self._stream = 0
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        trt.init_libnvinfer_plugins(self._logger, "")
+        self._runtime = trt.Runtime(self._logger)
+        self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if self.engine is None:
+            raise ValueError(f"{self.path}: TensorRT cannot deserialize the plan (see the log above)")
+        self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise RuntimeError(f"{self.path}: cannot create an execution context (out of GPU memory?)")
+        self._check_io()
+        self._stream = cuda.stream()
+        self._allocate()
+
+    def _check_io(self) -> None:
+        trt, e = self._trt, self.engine
+        names = [e.get_tensor_name(i) for i in range(e.num_io_tensors)]
+        for name, mode in ((self.input_name, trt.TensorIOMode.INPUT), (self.output_name, trt.TensorIOMode.OUTPUT)):
+            if name not in names or e.get_tensor_mode(name) != mode:
+                raise ValueError(f"{self.path}: plan has no {mode.name.lower()} tensor {name!r} (has {names})")
+        self.in_dtype = np.dtype(trt.nptype(e.get_tensor_dtype(self.input_name)))
+        self.out_dtype = np.dtype(trt.nptype(e.get_tensor_dtype(self.output_name)))
+
+    def _allocate(self) -> None:
+        """Buffers for the profile's max shape (the output size queried from the context at that shape)."""
+        if not self.context.set_input_shape(self.input_name, self.profile.max):
+            raise ValueError(f"{self.path}: the plan rejects its own max shape {self.profile.max}")
+        out_max = tuple(self.context.get_tensor_shape(self.output_name))
+        if min(out_max, default=-1) < 0:
+            raise ValueError(f"{self.path}: output shape {out_max} is data-dependent; not supported")
+        self._bufs[self.input_name] = self._cuda.malloc(int(np.prod(self.profile.max)) * self.in_dtype.itemsize)
+        self._bufs[self.output_name] = self._cuda.malloc(int(np.prod(out_max)) * self.out_dtype.itemsize)
+        for name, ptr in self._bufs.items():
+            self.context.set_tensor_address(name, ptr)
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """Run the engine on a float32 ``[B,3,H,W]`` batch within the plan's shape profile."""
+        if not isinstance(x, np.ndarray) or x.ndim != 4:
+            raise ValueError(f"{self.path}: input must be a 4-D [B,3,H,W] array, got {getattr(x, 'shape', x)!r}")
+        if not self.profile.contains(x.shape):
+            p = self.profile
+            raise ValueError(f"{self.path}: input shape {tuple(x.shape)} is outside the plan's profile "
+                             f"min {p.min} .. max {p.max}; rebuild with `segrt build --shapes` to cover it")
+        x = np.ascontiguousarray(x, dtype=self.in_dtype)
+        if not self.context.set_input_shape(self.input_name, x.shape):
+            raise ValueError(f"{self.path}: TensorRT rejected input shape {tuple(x.shape)}")
+        out = np.empty(tuple(self.context.get_tensor_shape(self.output_name)), self.out_dtype)
+        cuda = self._cuda
+        cuda.upload(self._bufs[self.input_name], x, self._stream)
+        if not self.context.execute_async_v3(self._stream):
+            raise RuntimeError(f"{self.path}: TensorRT execution failed (see the log above)")
+        cuda.download(out, self._bufs[self.output_name], self._stream)
+        cuda.synchronize(self._stream)
+        return out.astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        """Free the device buffers and the stream (also done on garbage collection)."""
+        cuda: Any = getattr(self, "_cuda", None)
+        if cuda is None:
+            return
+        for ptr in getattr(self, "_bufs", {}).values():
+            cuda.free(ptr)
+        self._bufs = {}
+        cuda.destroy_stream(getattr(self, "_stream", 0))
+        self._stream = 0
+
+    def __del__(self) -> None:
+        self.close()

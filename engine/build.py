@@ -1,0 +1,312 @@
+"""ONNX -> TensorRT engine builder (``segrt build``), against the public TensorRT 10 Python API.
+
+``build_engine("m.onnx", "m.plan", fp16=True)`` parses the model (our plugin library loaded first), builds one
+optimization profile for the image input, and writes ``m.plan`` atomically plus the sidecar ``m.plan.json``: the
+TensorRT version, GPU name and compute capability, precision, shape profile, the model's ``segrt.*`` metadata copied
+from the ONNX ``metadata_props``, the plan's SHA-256 and the build time. ``engine.backends.tensorrt`` reads it back.
+
+Precision: ``--fp16``; ``--int8 --calib DIR`` (entropy calibration on images of DIR pre-processed like
+``engine.Predictor``); both together is allowed and means INT8 where calibrated and faster, FP16 elsewhere (the
+usual TensorRT practice; INT8 alone falls back to FP32). Everything that needs TensorRT imports it lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from engine.calibration import CalibrationData, atomic_write_bytes, make_calibrator
+from engine.metadata import PREFIX, ModelMeta
+
+TRT_PIP_PACKAGE = "tensorrt"
+SIDECAR_FORMAT = "segrt-plan"
+SIDECAR_VERSION = 1
+DEFAULT_SHAPES = "1x3x256x512,1x3x512x1024,1x3x1024x2048"
+PLAN_SUFFIXES = (".plan", ".engine")
+
+Shape = tuple[int, int, int, int]
+
+
+def import_tensorrt() -> ModuleType:
+    """``import tensorrt``, or RuntimeError "TensorRT is not installed" naming the pip package."""
+    try:
+        import tensorrt
+    except ImportError as e:
+        raise RuntimeError(f"TensorRT is not installed ({e}). Install NVIDIA's Python package on a machine with "
+                           f"an NVIDIA GPU: `pip install {TRT_PIP_PACKAGE}` (or `pip install segrt[trt]`)") from None
+    return tensorrt
+
+
+@dataclass(frozen=True)
+class ShapeProfile:
+    """min / opt / max ``[B, 3, H, W]`` of the image input (one TensorRT optimization profile)."""
+
+    min: Shape
+    opt: Shape
+    max: Shape
+
+    def as_dict(self) -> dict[str, list[int]]:
+        """JSON form ``{"min": [...], "opt": [...], "max": [...]}``."""
+        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ShapeProfile:
+        """Inverse of :meth:`as_dict` (validated)."""
+        try:
+            return make_profile(*(tuple(int(v) for v in d[k]) for k in ("min", "opt", "max")))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"bad shape profile {d!r}: {e}") from None
+
+    def contains(self, shape: tuple[int, ...]) -> bool:
+        """True when ``shape`` lies within [min, max] in every dimension."""
+        return len(shape) == 4 and all(lo <= s <= hi for lo, s, hi in zip(self.min, shape, self.max))
+
+
+def parse_shape(text: str) -> Shape:
+    """``"1x3x512x1024"`` -> ``(1, 3, 512, 1024)``; ValueError naming the text when malformed."""
+    if not re.fullmatch(r"\s*\d+(\s*x\s*\d+){3}\s*", text or ""):
+        raise ValueError(f"malformed shape {text!r}: expected BxCxHxW, e.g. 1x3x512x1024")
+    shape = tuple(int(v) for v in text.lower().split("x"))
+    if min(shape) <= 0:
+        raise ValueError(f"malformed shape {text!r}: all sizes must be positive")
+    return shape  # type: ignore[return-value]
+
+
+def make_profile(mn: tuple[int, ...], opt: tuple[int, ...], mx: tuple[int, ...]) -> ShapeProfile:
+    """Validate and build a profile: 4-D, 3 channels, positive, ``min <= opt <= max`` in every dimension."""
+    for name, s in (("min", mn), ("opt", opt), ("max", mx)):
+        if len(s) != 4 or min(s) <= 0:
+            raise ValueError(f"--shapes: {name} shape {s} must be four positive sizes BxCxHxW")
+        if s[1] != 3:
+            raise ValueError(f"--shapes: {name} shape {s} must have 3 channels (RGB images)")
+    for i, dim in enumerate("BCHW"):
+        if not mn[i] <= opt[i] <= mx[i]:
+            raise ValueError(f"--shapes: need min <= opt <= max, but {dim} is {mn[i]}, {opt[i]}, {mx[i]}")
+    return ShapeProfile(tuple(mn), tuple(opt), tuple(mx))  # type: ignore[arg-type]
+
+
+def parse_shapes(text: str) -> ShapeProfile:
+    """``"MIN,OPT,MAX"`` (each BxCxHxW) or one shape for a static profile; ValueError naming ``--shapes``."""
+    parts = [p for p in (text or "").split(",")]
+    if len(parts) not in (1, 3):
+        raise ValueError(f"malformed --shapes {text!r}: expected MIN,OPT,MAX (or one shape), "
+                         f"e.g. {DEFAULT_SHAPES}")
+    try:
+        shapes = [parse_shape(p) for p in parts]
+    except ValueError as e:
+        raise ValueError(f"malformed --shapes {text!r}: {e}") from None
+    return make_profile(*(shapes * 3 if len(shapes) == 1 else shapes))
+
+
+def onnx_info(onnx_path: str | Path) -> tuple[str, list[int | None], dict[str, str], bool]:
+    """(input name, its dims (None = dynamic), ``segrt.*`` metadata_props, whether it has ``segrt`` custom nodes)."""
+    import onnx
+
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {path}")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf decode errors have several types
+        raise ValueError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+    inits = {i.name for i in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise ValueError(f"{path}: expected one image input, got {[i.name for i in inputs]}")
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
+    props = {p.key: p.value for p in proto.metadata_props if p.key.startswith(PREFIX)}
+    custom = any(n.domain == "segrt" for n in proto.graph.node)
+    return inputs[0].name, dims, props, custom
+
+
+def default_profile(dims: list[int | None], meta: ModelMeta) -> ShapeProfile:
+    """The profile when ``--shapes`` is not given: the ONNX static dims, else the model's input_size, else default."""
+    if len(dims) == 4 and all(d for d in dims):
+        return make_profile(*(tuple(dims),) * 3)  # type: ignore[arg-type]
+    if meta.input_size:
+        h, w = meta.input_size
+        return make_profile((1, 3, h, w), (1, 3, h, w), (1, 3, h, w))
+    return parse_shapes(DEFAULT_SHAPES)
+
+
+def check_profile_against_model(profile: ShapeProfile, dims: list[int | None], source: str) -> None:
+    """ValueError when the model fixes a dimension the profile does not match."""
+    if len(dims) != 4:
+        raise ValueError(f"{source}: image input must be 4-D [B, 3, H, W], got {len(dims)} dims")
+    for i, d in enumerate(dims):
+        if d and not profile.min[i] == profile.max[i] == d:
+            raise ValueError(f"--shapes: {source} fixes dimension {'BCHW'[i]} to {d}, but the profile spans "
+                             f"{profile.min[i]}..{profile.max[i]}")
+
+
+def validate_options(fp16: bool, int8: bool, calib_dir: str | Path | None, workspace_gb: float) -> str:
+    """Check the precision / calibration / workspace options; return the precision label."""
+    if int8 and calib_dir is None:
+        raise ValueError("--int8 needs --calib DIR: a folder of representative images for INT8 calibration")
+    if calib_dir is not None and not int8:
+        raise ValueError("--calib is only used with --int8")
+    if not workspace_gb > 0:
+        raise ValueError(f"--workspace must be a positive number of GiB, got {workspace_gb}")
+    return "int8+fp16" if int8 and fp16 else "int8" if int8 else "fp16" if fp16 else "fp32"
+
+
+def sidecar_path(plan_path: str | Path) -> Path:
+    """``model.plan`` -> ``model.plan.json``."""
+    return Path(str(plan_path) + ".json")
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_sidecar(plan_path: str | Path, info: dict[str, Any]) -> Path:
+    """Write ``<plan>.json`` atomically: ``info`` plus format tag, plan size and SHA-256 of the written plan."""
+    plan_path = Path(plan_path)
+    doc = {"format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, **info,
+           "plan_bytes": plan_path.stat().st_size, "plan_sha256": sha256_file(plan_path)}
+    return atomic_write_bytes(sidecar_path(plan_path), (json.dumps(doc, indent=2) + "\n").encode())
+
+
+def read_sidecar(plan_path: str | Path, verify: bool = True) -> dict[str, Any]:
+    """Read ``<plan>.json``; errors name the file: missing, not JSON, not ours, or not matching the plan."""
+    plan_path, path = Path(plan_path), sidecar_path(plan_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"TensorRT plan metadata not found: {path} (written by `segrt build` next to "
+                                f"{plan_path.name}; rebuild the plan)")
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON: {e}") from None
+    if not isinstance(doc, dict) or doc.get("format") != SIDECAR_FORMAT:
+        raise ValueError(f"{path}: not a segrt plan metadata file (format != {SIDECAR_FORMAT!r})")
+    for key in ("metadata", "profile", "input", "output", "tensorrt"):
+        if key not in doc:
+            raise ValueError(f"{path}: missing entry {key!r}")
+    if verify and plan_path.is_file():
+        if doc.get("plan_bytes") != plan_path.stat().st_size or doc.get("plan_sha256") != sha256_file(plan_path):
+            raise ValueError(f"{path} does not describe {plan_path} (size / SHA-256 differ): the plan was replaced "
+                             "without its metadata; rebuild it with `segrt build`")
+    return doc
+
+
+def _device_info() -> dict[str, str | None]:
+    try:
+        from engine.cudart import runtime
+
+        rt = runtime()
+        return {"gpu": rt.device_name(), "compute_capability": rt.compute_capability()}
+    except (RuntimeError, OSError, AttributeError):
+        return {"gpu": None, "compute_capability": None}
+
+
+def build_engine(onnx_path: str | Path, out_path: str | Path, fp16: bool = False, int8: bool = False,
+                 calib_dir: str | Path | None = None, shapes: ShapeProfile | str | None = None,
+                 workspace_gb: float = 4.0, timing_cache: str | Path | None = None,
+                 calib_cache: str | Path | None = None, calib_images: int | None = 512,
+                 verbose: bool = False) -> Path:
+    """Build ``onnx_path`` into a TensorRT plan at ``out_path`` (+ ``<plan>.json``); returns the plan path."""
+    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    precision = validate_options(fp16, int8, calib_dir, workspace_gb)
+    if out_path.suffix.lower() not in PLAN_SUFFIXES:
+        raise ValueError(f"output {out_path} must end in .plan or .engine (that is how engine.Predictor opens it)")
+    input_name, dims, props, custom = onnx_info(onnx_path)
+    meta = ModelMeta.from_props(props, source=str(onnx_path))
+    profile = parse_shapes(shapes) if isinstance(shapes, str) else shapes or default_profile(dims, meta)
+    check_profile_against_model(profile, dims, str(onnx_path))
+    calib = None
+    if int8:
+        cache = calib_cache or Path(str(out_path) + ".calib")
+        calib = CalibrationData(calib_dir, meta, profile.opt, cache_path=cache, max_images=calib_images)
+
+    trt = import_tensorrt()
+    from engine.plugins import load_plugins, plugins_available
+
+    if custom or plugins_available():
+        load_plugins()  # the segrt:: custom nodes need it; FileNotFoundError names the path
+    logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
+    trt.init_libnvinfer_plugins(logger, "")
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ValueError(f"{onnx_path}: TensorRT cannot parse the model: {errors}")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    if fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    opt_profile = builder.create_optimization_profile()
+    opt_profile.set_shape(input_name, profile.min, profile.opt, profile.max)
+    config.add_optimization_profile(opt_profile)
+    calibrator = None
+    if calib is not None:
+        config.set_flag(trt.BuilderFlag.INT8)
+        calibrator = make_calibrator(trt, calib)
+        config.int8_calibrator = calibrator
+        config.set_calibration_profile(opt_profile)
+    cache_file = Path(timing_cache) if timing_cache else None
+    if cache_file is not None:
+        blob = cache_file.read_bytes() if cache_file.is_file() else b""
+        config.set_timing_cache(config.create_timing_cache(blob), ignore_mismatch=False)
+
+    t0 = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    seconds = time.perf_counter() - t0
+    if serialized is None:
+        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
+    if cache_file is not None:
+        atomic_write_bytes(cache_file, bytes(config.get_timing_cache().serialize()))
+    atomic_write_bytes(out_path, bytes(serialized))
+    write_sidecar(out_path, {
+        "tensorrt": trt.__version__, **_device_info(), "precision": precision, "profile": profile.as_dict(),
+        "input": input_name, "output": network.get_output(0).name, "metadata": props,
+        "onnx": onnx_path.name, "onnx_sha256": sha256_file(onnx_path), "plugins": bool(custom),
+        "build_seconds": round(seconds, 3), "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+    })
+    del calibrator
+    return out_path
+
+
+def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``segrt build model.onnx -o model.plan [...]``."""
+    parser.add_argument("onnx", help="ONNX model exported by `segrt export`")
+    parser.add_argument("-o", "--output", help="plan to write (.plan or .engine; default: next to the ONNX file)")
+    parser.add_argument("--fp16", action="store_true", help="allow FP16 kernels")
+    parser.add_argument("--int8", action="store_true", help="allow INT8 kernels (needs --calib; with --fp16: mixed)")
+    parser.add_argument("--calib", metavar="DIR", help="folder of images for INT8 calibration")
+    parser.add_argument("--calib-images", type=int, default=512, metavar="N", help="use at most N images")
+    parser.add_argument("--shapes", metavar="MIN,OPT,MAX",
+                        help=f"input shape profile, BxCxHxW each (default: the model's input size, else "
+                             f"{DEFAULT_SHAPES})")
+    parser.add_argument("--workspace", type=float, default=4.0, metavar="GB", help="builder workspace (GiB)")
+    parser.add_argument("--timing-cache", metavar="FILE", help="timing cache to read and update (faster rebuilds)")
+    parser.add_argument("--verbose", action="store_true", help="verbose TensorRT log")
+    return parser
+
+
+def run_build(args: argparse.Namespace) -> int:
+    """``segrt build``: validate ``args`` (ValueError with the reason), build, print the plan path."""
+    validate_options(args.fp16, args.int8, args.calib, args.workspace)
+    if args.calib_images is not None and args.calib_images < 1:
+        raise ValueError(f"--calib-images must be >= 1, got {args.calib_images}")
+    shapes = parse_shapes(args.shapes) if args.shapes else None
+    output = Path(args.output) if args.output else Path(args.onnx).with_suffix(".plan")
+    plan = build_engine(args.onnx, output, fp16=args.fp16, int8=args.int8, calib_dir=args.calib, shapes=shapes,
+                        workspace_gb=args.workspace, timing_cache=args.timing_cache,
+                        calib_images=args.calib_images, verbose=args.verbose)
+    print(plan)
+    return 0
