@@ -43,21 +43,34 @@ class DataCfg:
 
 @dataclass
 class TrainCfg:
-    """Optimisation: SGD with a poly schedule, CE with ignore_index, periodic evaluation and checkpoints."""
+    """Optimisation, losses, periodic evaluation and checkpoints.
+
+    ``loss`` is a list of ``{"name": ce|ohem|dice|focal|lovasz, "weight": w, ...options}`` summed for the
+    decode head; auxiliary heads get the same loss times ``aux_weight``. ``amp`` is "bf16" or "fp16"
+    (fp16 on CUDA only) or None. ``clip_grad`` is a max L2 norm or None.
+    """
 
     iters: int = 1000
     batch_size: int = 8
+    optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    head_lr_mult: float = 1.0
+    schedule: str = "poly"
     power: float = 0.9
     min_lr: float = 1e-4
+    warmup_iters: int = 0
+    clip_grad: float | None = None
+    amp: str | None = None
+    loss: list[dict[str, Any]] | None = None
     aux_weight: float = 0.4
     ignore_index: int = 255
     eval_interval: int = 250
     checkpoint_interval: int = 250
     log_interval: int = 10
     seed: int = 0
+    device: str = "auto"
     threads: int | None = None
     max_minutes: float | None = None
 

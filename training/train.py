@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,9 @@ from training.config import Config
 from training.data import SegFolderDataset, generate_dataset
 from training.data.transforms import normalize, random_scale_crop_flip
 from training.evaluate import evaluate_model
-from training.losses import seg_cross_entropy
+from training.losses import build_loss
 from training.models import build
+from training.optim import build_optimizer, lr_at, set_lr
 
 
 def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
@@ -48,9 +49,15 @@ def model_meta(cfg: Config, ds: SegFolderDataset, model: torch.nn.Module) -> dic
     }
 
 
-def poly_lr(base: float, it: int, total: int, power: float, min_lr: float) -> float:
-    """Polynomial decay from ``base`` to ``min_lr`` over ``total`` iterations."""
-    return (base - min_lr) * (1 - min(it, total) / total) ** power + min_lr
+def _autocast(amp: str | None, device: torch.device) -> Any:
+    """The autocast context for ``amp`` (None, "bf16", or "fp16" on CUDA)."""
+    if amp is None:
+        return contextlib.nullcontext()
+    if amp not in ("bf16", "fp16"):
+        raise ValueError(f"train.amp must be bf16, fp16 or null, got {amp!r}")
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("train.amp=fp16 needs a CUDA device; use bf16 on the CPU")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 class Batcher:
@@ -101,13 +108,16 @@ def train(cfg: Config, resume: str | Path | None = None, quiet: bool = False,
     if t.threads:
         torch.set_num_threads(int(t.threads))
     torch.manual_seed(t.seed)
-    random.seed(t.seed)
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     (work / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     train_ds, val_ds = prepare_data(cfg)
-    model = build_model(cfg, train_ds.num_classes)
-    opt = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    device = torch.device(t.device if t.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = build_model(cfg, train_ds.num_classes).to(device)
+    opt = build_optimizer(model, t.optimizer, t.lr, t.weight_decay, t.momentum, t.head_lr_mult)
+    loss_fn = build_loss(t.loss, t.ignore_index, train_ds.num_classes)
+    autocast = _autocast(t.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
     batcher = Batcher(train_ds, cfg, t.seed)
     meta = model_meta(cfg, train_ds, model)
     start, best = 0, -1.0
@@ -115,13 +125,18 @@ def train(cfg: Config, resume: str | Path | None = None, quiet: bool = False,
         ckpt = load_checkpoint(work / "last.pt" if str(resume) == "auto" else resume)
         model.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt.get("scaler") or {})
         start, best = int(ckpt["iter"]), float(ckpt.get("best_mIoU", -1.0))
         _set_rng_state(batcher, ckpt["rng"])
 
     def checkpoint(it: int, name: str, metrics: dict | None = None) -> None:
-        save_atomic({"state_dict": model.state_dict(), "optimizer": opt.state_dict(), "iter": it,
-                     "config": cfg.to_dict(), "meta": meta, "best_mIoU": best, "rng": _rng_state(batcher),
-                     "metrics": metrics or {}}, work / name)
+        state = model.state_dict()
+        if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+            raise FloatingPointError(f"weights became non-finite by iteration {it}; the last good state is kept "
+                                     f"in {work / 'last.pt'}")
+        save_atomic({"state_dict": state, "optimizer": opt.state_dict(), "iter": it,
+                     "scaler": scaler.state_dict(), "config": cfg.to_dict(), "meta": meta, "best_mIoU": best,
+                     "rng": _rng_state(batcher), "metrics": metrics or {}}, work / name)
 
     log = (work / "log.jsonl").open("a")
     metrics: dict[str, Any] = {}
@@ -129,20 +144,23 @@ def train(cfg: Config, resume: str | Path | None = None, quiet: bool = False,
     bar = tqdm(range(start, t.iters), initial=start, total=t.iters, desc="train", disable=quiet, dynamic_ncols=True)
     model.train()
     for it in bar:
-        lr = poly_lr(t.lr, it, t.iters, t.power, t.min_lr)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        x, y = batcher.next()
-        logits, aux = model.forward_with_aux(x)
-        loss = seg_cross_entropy(logits, y, t.ignore_index)
-        for a in aux:
-            loss = loss + t.aux_weight * seg_cross_entropy(a, y, t.ignore_index)
+        lr = lr_at(it, t.iters, t.lr, t.schedule, t.power, t.min_lr, t.warmup_iters)
+        set_lr(opt, lr)
+        x, y = (v.to(device) for v in batcher.next())
+        with autocast:
+            logits, aux = model.forward_with_aux(x)
+            loss = loss_fn(logits.float(), y) + sum(t.aux_weight * loss_fn(a.float(), y) for a in aux)
         if not math.isfinite(loss.item()):
-            checkpoint(it, "last.pt")
-            raise FloatingPointError(f"loss became {loss.item()} at iteration {it}; last good state in {work}/last.pt")
+            checkpoint(it, "last.pt")  # the weights before this step, if still finite (else it raises)
+            raise FloatingPointError(f"loss became {loss.item()} at iteration {it}; the last good state is kept in "
+                                     f"{work / 'last.pt'}")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        if t.clip_grad:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
+        scaler.step(opt)
+        scaler.update()
         done = it + 1
         if done % t.log_interval == 0 or done == t.iters:
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4f}")

@@ -1,0 +1,68 @@
+"""Training pieces: schedules, optimizer groups, AMP, non-finite loss handling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.checkpoint import load_checkpoint
+from training.config import config_from_dict
+from training.models import build
+from training.optim import build_optimizer, lr_at, set_lr
+from training.train import train
+
+
+def test_schedules() -> None:
+    assert lr_at(0, 100, 0.1, "poly", 1.0, 0.0) == pytest.approx(0.1)
+    assert lr_at(50, 100, 0.1, "poly", 1.0, 0.0) == pytest.approx(0.05)
+    assert lr_at(100, 100, 0.1, "poly", 0.9, 1e-4) == pytest.approx(1e-4)
+    assert lr_at(50, 100, 0.1, "cosine", min_lr=0.0) == pytest.approx(0.05)
+    assert lr_at(0, 100, 0.1, warmup_iters=10) < 1e-6
+    assert lr_at(5, 100, 0.1, "poly", 1.0, 0.0, warmup_iters=10) == pytest.approx(0.5 * 0.095, rel=1e-3)
+    with pytest.raises(ValueError, match="step"):
+        lr_at(0, 10, 0.1, "step")
+
+
+def test_optimizer_groups_and_head_multiplier() -> None:
+    model = build("fcn", num_classes=3, backbone="resnet18", backbone_kwargs={"base_channels": 8, "stem_channels": 8})
+    opt = build_optimizer(model, "adamw", 1e-3, 0.01, head_lr_mult=10.0)
+    set_lr(opt, 1e-3)
+    lrs = sorted({g["lr"] for g in opt.param_groups})
+    assert lrs == pytest.approx([1e-3, 1e-2])
+    assert any(g["weight_decay"] == 0.0 for g in opt.param_groups)
+    with pytest.raises(ValueError, match="lion"):
+        build_optimizer(model, "lion", 1e-3, 0.0)
+
+
+def _cfg(tmp: Path, **train: object) -> dict:
+    return {
+        "model": {"name": "fcn", "backbone": "resnet18", "backbone_kwargs": {"stem_channels": 8, "base_channels": 8}},
+        "data": {"root": str(tmp / "data"), "synthetic": {"n_train": 4, "n_val": 2, "height": 64, "width": 128},
+                 "input_size": [64, 128], "crop_size": [64, 128]},
+        "train": {"iters": 2, "batch_size": 2, "eval_interval": 2, "checkpoint_interval": 1, **train},
+        "work_dir": str(tmp / "work"),
+    }
+
+
+def test_bf16_amp_adamw_ohem_dice_run(tmp_path: Path) -> None:
+    cfg = config_from_dict(_cfg(tmp_path, amp="bf16", optimizer="adamw", lr=1e-3, clip_grad=1.0, warmup_iters=1,
+                                schedule="cosine", loss=[{"name": "ohem", "thresh": 0.7, "min_kept": 100},
+                                                         {"name": "dice", "weight": 0.5}]))
+    metrics = train(cfg, quiet=True)
+    assert 0.0 <= metrics["mIoU"] <= 1.0
+    assert load_checkpoint(tmp_path / "work" / "last.pt")["iter"] == 2
+
+
+def test_non_finite_loss_stops_with_checkpoint(tmp_path: Path) -> None:
+    cfg = config_from_dict(_cfg(tmp_path, lr=1e30, iters=20))
+    with pytest.raises(FloatingPointError, match="last.pt"):
+        train(cfg, quiet=True)
+    ckpt = load_checkpoint(tmp_path / "work" / "last.pt")
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_bad_amp_setting(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fp16"):
+        train(config_from_dict(_cfg(tmp_path, amp="fp16")), quiet=True)
