@@ -66,3 +66,16 @@ def test_non_finite_loss_stops_with_checkpoint(tmp_path: Path) -> None:
 def test_bad_amp_setting(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="fp16"):
         train(config_from_dict(_cfg(tmp_path, amp="fp16")), quiet=True)
+
+
+def test_uint8_augment_pipeline_and_named_dataset(tmp_path: Path) -> None:
+    raw = _cfg(tmp_path)
+    raw["data"].update(dataset="folder", dataset_kwargs={"skip_bad": True}, augment=[
+        {"type": "RandomResize", "scale": [128, 64], "ratio_range": [0.8, 1.2]},
+        {"type": "RandomCrop", "crop_size": [48, 96], "cat_max_ratio": 0.9},
+        {"type": "RandomFlip", "prob": 0.5},
+        {"type": "PhotoMetricDistortion"},
+        {"type": "Pad", "size": [48, 96]},
+    ])
+    metrics = train(config_from_dict(raw), quiet=True)
+    assert 0.0 <= metrics["mIoU"] <= 1.0

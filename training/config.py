@@ -28,11 +28,19 @@ class DataCfg:
 
     ``input_size`` (H, W) is the size images are resized to for inference (evaluation, export metadata, the
     engine); None keeps each image's own size. Training scales each image to ``input_size`` times a factor
-    drawn from ``scale_range`` and takes a random ``crop_size`` crop.
+    drawn from ``scale_range`` and takes a random ``crop_size`` crop, unless ``augment`` lists a uint8
+    pipeline (training.data.augment) to run instead. ``dataset`` names a loader of training.data.DATASETS
+    (voc, cityscapes, camvid, ade20k, ...); ``cache`` keeps decoded samples in memory.
     """
 
+    dataset: str = "folder"
+    dataset_kwargs: dict[str, Any] = field(default_factory=dict)
     root: str = "data/synthetic"
+    train_split: str = "train"
+    val_split: str = "val"
     synthetic: dict[str, Any] | None = None
+    augment: list[dict[str, Any]] | None = None
+    cache: bool = False
     input_size: tuple[int, int] | None = (256, 512)
     crop_size: tuple[int, int] = (128, 256)
     scale_range: tuple[float, float] = (0.75, 1.5)

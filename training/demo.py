@@ -25,11 +25,12 @@ def run_demo(out: Path, minutes: float | None = None, config: Path = DEMO_CONFIG
 
     import engine
     from engine.video import segment_video
+    from training.batcher import open_datasets
     from training.config import load_config
     from training.data import generate_video
     from training.evaluate import evaluate_predictor
     from training.export import export_checkpoint
-    from training.train import prepare_data, train
+    from training.train import train
 
     start = time.time()
     out = Path(out)
@@ -52,7 +53,7 @@ def run_demo(out: Path, minutes: float | None = None, config: Path = DEMO_CONFIG
 
     print("[3/5] evaluating the exported model with engine.Predictor")
     predictor = engine.Predictor(onnx_path)
-    _, val_ds = prepare_data(cfg)
+    _, val_ds = open_datasets(cfg)
     metrics = evaluate_predictor(predictor, val_ds)
     metrics["torch_mIoU"] = torch_metrics.get("mIoU")
     metrics["train_seconds"] = round(train_s, 1)

@@ -9,15 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 from tqdm import tqdm
 
+from training.batcher import Batcher, open_datasets
 from training.checkpoint import load_checkpoint, save_atomic
 from training.config import Config
-from training.data import SegFolderDataset, generate_dataset
-from training.data.transforms import normalize, random_scale_crop_flip
 from training.evaluate import evaluate_model
 from training.losses import build_loss
 from training.models import build
@@ -31,14 +29,7 @@ def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
                  aux=m.aux, **m.head_kwargs)
 
 
-def prepare_data(cfg: Config) -> tuple[SegFolderDataset, SegFolderDataset]:
-    """Generate the synthetic dataset if the config asks for it, then open train and val splits."""
-    if cfg.data.synthetic is not None:
-        generate_dataset(cfg.data.root, **cfg.data.synthetic)
-    return SegFolderDataset(cfg.data.root, "train"), SegFolderDataset(cfg.data.root, "val")
-
-
-def model_meta(cfg: Config, ds: SegFolderDataset, model: torch.nn.Module) -> dict[str, Any]:
+def model_meta(cfg: Config, ds: Any, model: torch.nn.Module) -> dict[str, Any]:
     """What the exported model must carry so that a model file alone is enough to run it."""
     return {
         "classes": list(ds.classes), "palette": [list(c) for c in ds.palette],
@@ -60,43 +51,6 @@ def _autocast(amp: str | None, device: torch.device) -> Any:
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
-class Batcher:
-    """Endless shuffled mini-batches of augmented (image, mask) tensors, reproducible from its RNG state."""
-
-    def __init__(self, ds: SegFolderDataset, cfg: Config, seed: int) -> None:
-        # uint8 in memory (a quarter of float32); converted per sample in next()
-        self.samples = [(torch.tensor(s["image"]).permute(2, 0, 1), torch.tensor(s["mask"]))
-                        for s in (ds[i] for i in range(len(ds)))]
-        self.cfg = cfg
-        self.rng = np.random.default_rng(seed)
-        self.order: list[int] = []
-
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        d, bs = self.cfg.data, self.cfg.train.batch_size
-        imgs, masks = [], []
-        for _ in range(bs):
-            if not self.order:
-                self.order = list(self.rng.permutation(len(self.samples)))
-            img, mask = self.samples[self.order.pop()]
-            base = d.input_size[0] if d.input_size else None
-            img, mask = random_scale_crop_flip(img.float(), mask, tuple(d.crop_size), tuple(d.scale_range), d.flip,
-                                               self.rng, self.cfg.train.ignore_index, base_height=base)
-            imgs.append(normalize(img, d.mean, d.std))
-            masks.append(mask)
-        return torch.stack(imgs), torch.stack(masks).long()
-
-
-def _rng_state(batcher: Batcher) -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": batcher.rng.bit_generator.state,
-            "order": [int(i) for i in batcher.order]}
-
-
-def _set_rng_state(batcher: Batcher, st: dict[str, Any]) -> None:
-    torch.set_rng_state(st["torch"])
-    batcher.rng.bit_generator.state = st["numpy"]
-    batcher.order = list(st["order"])
-
-
 def train(cfg: Config, resume: str | Path | None = None, quiet: bool = False,
           stop_after: int | None = None) -> dict[str, Any]:
     """Train as ``cfg`` says; returns the final evaluation metrics. Writes ``last.pt`` and ``best.pt``.
@@ -111,7 +65,7 @@ def train(cfg: Config, resume: str | Path | None = None, quiet: bool = False,
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     (work / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    train_ds, val_ds = prepare_data(cfg)
+    train_ds, val_ds = open_datasets(cfg)
     device = torch.device(t.device if t.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     model = build_model(cfg, train_ds.num_classes).to(device)
     opt = build_optimizer(model, t.optimizer, t.lr, t.weight_decay, t.momentum, t.head_lr_mult)
@@ -127,7 +81,7 @@ def train(cfg: Config, resume: str | Path | None = None, quiet: bool = False,
         opt.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt.get("scaler") or {})
         start, best = int(ckpt["iter"]), float(ckpt.get("best_mIoU", -1.0))
-        _set_rng_state(batcher, ckpt["rng"])
+        batcher.load_state(ckpt["rng"])
 
     def checkpoint(it: int, name: str, metrics: dict | None = None) -> None:
         state = model.state_dict()
@@ -136,7 +90,7 @@ def train(cfg: Config, resume: str | Path | None = None, quiet: bool = False,
                                      f"in {work / 'last.pt'}")
         save_atomic({"state_dict": state, "optimizer": opt.state_dict(), "iter": it,
                      "scaler": scaler.state_dict(), "config": cfg.to_dict(), "meta": meta, "best_mIoU": best,
-                     "rng": _rng_state(batcher), "metrics": metrics or {}}, work / name)
+                     "rng": batcher.state(), "metrics": metrics or {}}, work / name)
 
     log = (work / "log.jsonl").open("a")
     metrics: dict[str, Any] = {}

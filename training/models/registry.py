@@ -38,8 +38,11 @@ Backbone = ResNet | MobileNetV2
 _REGISTRY: dict[str, Builder] = {}
 _CAPABILITIES: dict[str, dict[str, bool]] = {}
 _COMMON_KEYS = ("num_classes", "backbone", "backbone_kwargs", "aux")
-#: What a model may declare; every key defaults to True.
+#: What every model declares: ONNX export (opset 18, standard ops only), dynamic H/W in that export (else only the
+#: batch is dynamic), and ``torch.compile(fullgraph=True)``. ``tests/test_model_matrix.py`` holds models to it.
 CAPABILITY_KEYS = ("onnx", "dynamic_hw", "compile")
+#: Declaration of the models built only from convs, BN, ReLU, bilinear/nearest resizes and global means.
+FULLY_EXPORTABLE: dict[str, bool] = {"onnx": True, "dynamic_hw": True, "compile": True}
 
 # Dilated ResNet, output stride 8 (MMSeg "-d8"): the default for FCN, PSPNet, DeepLabV3(+).
 D8 = {"strides": (1, 2, 1, 1), "dilations": (1, 1, 2, 4)}
@@ -56,13 +59,13 @@ _PRESETS = {"resnet": {8: D8, 16: D16, 32: D32}, "mobilenetv2": {8: MV2_D8, 16: 
 _BACKBONE_RE = re.compile(r"^(?:resnet(18|34|50|101)(?:-(v1b|v1c))?|(mobilenetv2))$")
 
 
-def register(name: str, capabilities: Mapping[str, bool] | None = None) -> Callable[[Builder], Builder]:
-    """Decorator registering a segmentor builder under ``name`` with its declared capabilities."""
-    caps = {k: True for k in CAPABILITY_KEYS}
-    unknown = sorted(set(capabilities or {}) - set(CAPABILITY_KEYS))
-    if unknown:
-        raise ValueError(f"model {name!r}: unknown capabilities {unknown}; known: {list(CAPABILITY_KEYS)}")
-    caps.update(capabilities or {})
+def register(name: str, capabilities: Mapping[str, bool]) -> Callable[[Builder], Builder]:
+    """Decorator registering a segmentor builder under ``name``; ``capabilities`` must give every key of
+    :data:`CAPABILITY_KEYS` as a bool (e.g. :data:`FULLY_EXPORTABLE`)."""
+    if set(capabilities) != set(CAPABILITY_KEYS) or not all(isinstance(v, bool) for v in capabilities.values()):
+        raise ValueError(f"model {name!r}: capabilities must map exactly {list(CAPABILITY_KEYS)} to bools, "
+                         f"got {dict(capabilities)}")
+    caps = dict(capabilities)
 
     def deco(fn: Builder) -> Builder:
         if name in _REGISTRY:
@@ -234,7 +237,7 @@ def _top(bb: Backbone, what: str) -> tuple[int, int]:
     return idx, bb.out_channels[idx]
 
 
-@register("pspnet")
+@register("pspnet", capabilities=FULLY_EXPORTABLE)
 def pspnet(
     *,
     num_classes: int,
@@ -257,7 +260,7 @@ def pspnet(
     return _segmentor(bb, head, aux, num_classes, aux_channels, align_corners)
 
 
-@register("fcn")
+@register("fcn", capabilities=FULLY_EXPORTABLE)
 def fcn(
     *,
     num_classes: int,
@@ -291,7 +294,7 @@ def _aspp_dilations(bb: Backbone, dilations: Sequence[int] | None) -> tuple[int,
     return {16: (1, 6, 12, 18), 32: (1, 3, 6, 9)}.get(bb.output_stride, (1, 12, 24, 36))
 
 
-@register("deeplabv3")
+@register("deeplabv3", capabilities=FULLY_EXPORTABLE)
 def deeplabv3(
     *,
     num_classes: int,
@@ -314,7 +317,7 @@ def deeplabv3(
     return _segmentor(bb, head, aux, num_classes, aux_channels, align_corners)
 
 
-@register("deeplabv3plus")
+@register("deeplabv3plus", capabilities=FULLY_EXPORTABLE)
 def deeplabv3plus(
     *,
     num_classes: int,
@@ -347,7 +350,7 @@ def deeplabv3plus(
     return _segmentor(bb, head, aux, num_classes, aux_channels, align_corners)
 
 
-@register("upernet")
+@register("upernet", capabilities=FULLY_EXPORTABLE)
 def upernet(
     *,
     num_classes: int,
@@ -374,7 +377,7 @@ def upernet(
     return _segmentor(bb, head, aux, num_classes, aux_channels, align_corners, aux_default=256)
 
 
-@register("fpn")
+@register("fpn", capabilities=FULLY_EXPORTABLE)
 def fpn(
     *,
     num_classes: int,

@@ -1,0 +1,5 @@
+"""Necks: modules between backbone and decode head (MMSeg ``neck.`` state-dict prefix)."""
+
+from .fpn import FPN
+
+__all__ = ["FPN"]
