@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.models import Segmentor, build, build_from_config, list_models
+from training.models import Segmentor, build, build_from_config, list_models, model_info, register
 from training.models.backbones.resnet import ResNet
 from training.models.layers import adaptive_avg_pool2d
 from training.models.registry import D16
@@ -54,7 +54,14 @@ AUX_KEYS = {*_conv_module("auxiliary_head.convs.0"), "auxiliary_head.conv_seg.we
 
 
 def test_registry_lists_models() -> None:
-    assert {"fcn", "pspnet"} <= set(list_models())
+    assert {"fcn", "pspnet", "deeplabv3", "deeplabv3plus", "upernet", "fpn"} <= set(list_models())
+    info = model_info("deeplabv3")
+    assert info["capabilities"] == {"onnx": True, "dynamic_hw": True, "compile": True}
+    assert "dilations" in info["options"] and info["defaults"]["backbone"] == "resnet50"
+    with pytest.raises(ValueError, match="nope"):
+        model_info("nope")
+    with pytest.raises(ValueError, match="capabilities"):
+        register("half_declared", capabilities={"onnx": True})
 
 
 def test_pspnet_r50_d8_matches_mmseg_names_shapes_and_size() -> None:
@@ -208,3 +215,155 @@ def test_build_from_config() -> None:
         build("fcn", num_classes=2, backbone_kwargs={"widths": 3})
     with pytest.raises(ValueError, match="depth"):
         ResNet(depth=42)
+
+
+# ---- DeepLabV3, DeepLabV3+, UPerNet, semantic FPN, MobileNetV2: key lists written from MMSeg's source ----------
+
+
+def _dsconv(prefix: str) -> list[str]:
+    """mmcv DepthwiseSeparableConvModule: depthwise_conv / pointwise_conv, each a ConvModule with BN."""
+    return [*_conv_module(f"{prefix}.depthwise_conv"), *_conv_module(f"{prefix}.pointwise_conv")]
+
+
+SEG = {"decode_head.conv_seg.weight", "decode_head.conv_seg.bias"}
+
+
+def _mmseg_mobilenet_v2_keys() -> set[str]:
+    """MMSeg MobileNetV2: conv1 ConvModule; layer{i}.{b}.conv.{0,1[,2]} ConvModules (no expand conv in layer1)."""
+    keys = _conv_module("backbone.conv1")
+    for layer, n_blocks in enumerate((1, 2, 3, 4, 3, 3, 1), start=1):
+        for b in range(n_blocks):
+            for c in range(2 if layer == 1 else 3):
+                keys += _conv_module(f"backbone.layer{layer}.{b}.conv.{c}")
+    return set(keys)
+
+
+def test_deeplabv3_r50_d8_matches_mmseg() -> None:
+    m = build("deeplabv3", num_classes=19)
+    sd = m.state_dict()
+    head = {*_conv_module("decode_head.image_pool.1"), *_conv_module("decode_head.bottleneck"), *SEG}
+    head |= {k for i in range(4) for k in _conv_module(f"decode_head.aspp_modules.{i}")}
+    assert set(sd) == _mmseg_resnet_keys(50) | head | AUX_KEYS
+    assert tuple(sd["decode_head.image_pool.1.conv.weight"].shape) == (512, 2048, 1, 1)
+    assert tuple(sd["decode_head.aspp_modules.0.conv.weight"].shape) == (512, 2048, 1, 1)
+    assert tuple(sd["decode_head.aspp_modules.3.conv.weight"].shape) == (512, 2048, 3, 3)
+    assert tuple(sd["decode_head.bottleneck.conv.weight"].shape) == (512, 2560, 3, 3)
+    convs = [m.decode_head.aspp_modules[i].conv for i in range(4)]
+    assert [c.dilation[0] for c in convs] == [1, 12, 24, 36] and [c.padding[0] for c in convs] == [0, 12, 24, 36]
+    # By hand: image pool and the 1x1 branch are 2048*512 + 2*512 each; three 3x3 branches 2048*512*9 + 1024;
+    # bottleneck 5*512*512*9 + 1024; conv_seg 512*19 + 19.
+    decode = 2 * (2048 * 512 + 1024) + 3 * (2048 * 512 * 9 + 1024) + (2560 * 512 * 9 + 1024) + (512 * 19 + 19)
+    assert _n_params(m.decode_head) == decode == 42_221_075
+    assert _n_params(m) == 23_527_264 + decode + 2_364_691 == 68_113_030
+    assert m.output_stride == 8
+    # Output stride 16 (MMSeg -d16): rates halve.
+    d16 = build("deeplabv3", num_classes=3, backbone="resnet18", backbone_kwargs={**TINY, "output_stride": 16})
+    assert d16.output_stride == 16 and d16.decode_head.dilations == (1, 6, 12, 18)
+
+
+def test_deeplabv3plus_r50_d8_matches_mmseg() -> None:
+    m = build("deeplabv3plus", num_classes=19)
+    sd = m.state_dict()
+    head = {*_conv_module("decode_head.image_pool.1"), *_conv_module("decode_head.aspp_modules.0"), *SEG}
+    head |= {k for i in (1, 2, 3) for k in _dsconv(f"decode_head.aspp_modules.{i}")}
+    head |= {*_dsconv("decode_head.bottleneck"), *_conv_module("decode_head.c1_bottleneck")}
+    head |= {*_dsconv("decode_head.sep_bottleneck.0"), *_dsconv("decode_head.sep_bottleneck.1")}
+    assert set(sd) == _mmseg_resnet_keys(50) | head | AUX_KEYS
+    shapes = {
+        "decode_head.aspp_modules.1.depthwise_conv.conv.weight": (2048, 1, 3, 3),
+        "decode_head.aspp_modules.1.pointwise_conv.conv.weight": (512, 2048, 1, 1),
+        "decode_head.bottleneck.depthwise_conv.conv.weight": (2560, 1, 3, 3),
+        "decode_head.c1_bottleneck.conv.weight": (48, 256, 1, 1),
+        "decode_head.sep_bottleneck.0.depthwise_conv.conv.weight": (560, 1, 3, 3),
+        "decode_head.sep_bottleneck.0.pointwise_conv.conv.weight": (512, 560, 1, 1),
+        "decode_head.sep_bottleneck.1.pointwise_conv.conv.weight": (512, 512, 1, 1),
+    }
+    for k, s in shapes.items():
+        assert tuple(sd[k].shape) == s, k
+    assert m.decode_head.aspp_modules[3].depthwise_conv.conv.dilation == (36, 36)
+    # By hand: a depthwise separable module with BN on both parts is Cin*9 + 2*Cin + Cin*Cout + 2*Cout.
+    def ds(cin: int, cout: int) -> int:
+        return cin * 9 + 2 * cin + cin * cout + 2 * cout
+
+    decode = (2 * (2048 * 512 + 1024) + 3 * ds(2048, 512) + ds(2560, 512) + (256 * 48 + 96) + ds(560, 512)
+              + ds(512, 512) + (512 * 19 + 19))
+    assert _n_params(m.decode_head) == decode == 7_240_323
+    assert _n_params(m) == 23_527_264 + decode + 2_364_691 == 33_132_278
+    assert m.output_stride == 4  # logits at the resolution of layer1
+
+
+def test_upernet_r50_matches_mmseg() -> None:
+    m = build("upernet", num_classes=19)
+    sd = m.state_dict()
+    head = {*_conv_module("decode_head.bottleneck"), *_conv_module("decode_head.fpn_bottleneck"), *SEG}
+    head |= {k for i in range(4) for k in _conv_module(f"decode_head.psp_modules.{i}.1")}
+    head |= {k for i in range(3) for k in (*_conv_module(f"decode_head.lateral_convs.{i}"),
+                                           *_conv_module(f"decode_head.fpn_convs.{i}"))}
+    assert set(sd) == _mmseg_resnet_keys(50) | head | AUX_KEYS
+    assert tuple(sd["decode_head.lateral_convs.0.conv.weight"].shape) == (512, 256, 1, 1)
+    assert tuple(sd["decode_head.lateral_convs.2.conv.weight"].shape) == (512, 1024, 1, 1)
+    assert tuple(sd["decode_head.bottleneck.conv.weight"].shape) == (512, 4096, 3, 3)
+    assert tuple(sd["decode_head.fpn_bottleneck.conv.weight"].shape) == (512, 2048, 3, 3)
+    # Undilated ResNetV1c (strides 1,2,2,2): same weights as D8, different strides.
+    assert m.backbone.layer4[0].conv2.stride == (2, 2) and m.backbone.layer4[1].conv2.dilation == (1, 1)
+    decode = (4 * (2048 * 512 + 1024) + (4096 * 512 * 9 + 1024) + ((256 + 512 + 1024) * 512 + 3 * 1024)
+              + 3 * (512 * 512 * 9 + 1024) + (2048 * 512 * 9 + 1024) + (512 * 19 + 19))
+    assert _n_params(m.decode_head) == decode == 40_523_283
+    assert _n_params(m) == 23_527_264 + decode + 2_364_691 == 66_415_238
+    assert m.output_stride == 4
+    r18 = build("upernet", num_classes=19, backbone="resnet18")  # MMSeg upernet_r18: channels stay 512 / 256
+    assert r18.decode_head.channels == 512 and r18.auxiliary_head.channels == 256
+
+
+def test_fpn_r50_matches_mmseg() -> None:
+    m = build("fpn", num_classes=19)
+    sd = m.state_dict()
+    neck = {f"neck.{kind}.{i}.conv.{p}" for kind in ("lateral_convs", "fpn_convs") for i in range(4)
+            for p in ("weight", "bias")}
+    towers = {"0.0", "1.0", "2.0", "2.2", "3.0", "3.2", "3.4"}  # conv, upsample, conv, ... per level
+    head = {k for t in towers for k in _conv_module(f"decode_head.scale_heads.{t}")} | SEG
+    assert set(sd) == _mmseg_resnet_keys(50) | neck | head  # no auxiliary head in MMSeg's fpn_r50
+    assert tuple(sd["neck.lateral_convs.3.conv.weight"].shape) == (256, 2048, 1, 1)
+    assert tuple(sd["decode_head.scale_heads.3.4.conv.weight"].shape) == (128, 128, 3, 3)
+    neck_n = (256 + 512 + 1024 + 2048) * 256 + 4 * 256 + 4 * (256 * 256 * 9 + 256)
+    towers_n = 4 * (256 * 128 * 9 + 256) + 3 * (128 * 128 * 9 + 256)
+    assert _n_params(m.neck) == neck_n and _n_params(m.decode_head) == towers_n + 128 * 19 + 19
+    assert _n_params(m) == 28_497_907 and m.output_stride == 4
+
+
+def test_mobilenet_v2_d8_matches_mmseg() -> None:
+    m = build("deeplabv3plus", num_classes=19, backbone="mobilenetv2")
+    sd = m.state_dict()
+    assert {k for k in sd if k.startswith("backbone.")} == _mmseg_mobilenet_v2_keys()
+    shapes = {
+        "backbone.conv1.conv.weight": (32, 3, 3, 3),
+        "backbone.layer1.0.conv.0.conv.weight": (32, 1, 3, 3),  # depthwise, no expand conv
+        "backbone.layer1.0.conv.1.conv.weight": (16, 32, 1, 1),
+        "backbone.layer2.0.conv.0.conv.weight": (96, 16, 1, 1),
+        "backbone.layer7.0.conv.2.conv.weight": (320, 960, 1, 1),
+        "decode_head.image_pool.1.conv.weight": (512, 320, 1, 1),
+        "decode_head.c1_bottleneck.conv.weight": (48, 24, 1, 1),
+        "auxiliary_head.convs.0.conv.weight": (256, 96, 3, 3),
+    }
+    for k, s in shapes.items():
+        assert tuple(sd[k].shape) == s, k
+    bb = m.backbone
+    # m-v2-d8: strides (1,2,2,1,1,1,1), dilations (1,1,1,2,2,4,4) on the first block of each layer only.
+    assert bb.layer4[0].conv[1].conv.stride == (1, 1) and bb.layer4[0].conv[1].conv.dilation == (2, 2)
+    assert bb.layer4[1].conv[1].conv.dilation == (1, 1) and bb.layer6[0].conv[1].conv.padding == (4, 4)
+    assert isinstance(bb.layer1[0].conv[0].activate, torch.nn.ReLU6)
+    assert isinstance(bb.layer1[0].conv[1].activate, torch.nn.Identity)  # linear bottleneck
+    assert bb.out_channels == (24, 32, 96, 320) and bb.output_stride == 8 and m.output_stride == 4
+    # torchvision's mobilenet_v2 (3,504,872) minus classifier (1,281,000) and its last 1x1 conv (320*1280 + 2*1280).
+    assert _n_params(bb) == 3_504_872 - 1_281_000 - 412_160 == 1_811_712
+    assert build("pspnet", num_classes=19, backbone="mobilenetv2").decode_head.channels == 512
+
+
+@pytest.mark.parametrize("spec", [{"output_stride": 16}, D16])
+def test_fcn_d16_variant(spec: dict) -> None:
+    m = build("fcn", num_classes=4, backbone="resnet18", backbone_kwargs={**TINY, **spec}).eval()
+    assert m.output_stride == 16 and m.backbone.layer3[0].conv1.stride == (2, 2)
+    with torch.no_grad():
+        assert m(torch.randn(1, 3, 64, 96)).shape == (1, 4, 4, 6)
+    with pytest.raises(ValueError, match="output_stride"):
+        build("fcn", num_classes=4, backbone_kwargs={"output_stride": 12})

@@ -1,0 +1,159 @@
+"""One test matrix over every registered model: shapes, gradients, ONNX export + ONNX Runtime parity, torch.compile.
+
+Each model is built tiny (ResNet-18 at 1/8 width, MobileNetV2 at 1/4 width, heads scaled with it) and checked
+against what it declares in :func:`training.models.model_info` (``onnx``, ``dynamic_hw``, ``compile``).
+Ops run single-threaded: on these tiny tensors a second OpenMP thread only adds synchronisation, which on a
+loaded 2-core machine costs orders of magnitude in wall time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from training.models import Segmentor, build, list_models, model_info
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+pytestmark = [  # emitted inside torch.export / the ONNX exporter, not by our code
+    pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning"),
+    pytest.mark.filterwarnings("ignore:.*torch.jit.script_method.*:DeprecationWarning"),
+]
+
+TINY_BACKBONES = {
+    "resnet18": {"base_channels": 8, "stem_channels": 8},
+    "mobilenetv2": {"widen_factor": 0.25},
+}
+NUM_CLASSES = 5
+EXPORT_HW = (64, 80)
+OTHER_HW = (67, 85)  # not a multiple of any stride: checks ceil-mode strides and dynamic H/W
+# Every registered model on the tiny ResNet, plus MMSeg's m-v2-d8 DeepLabV3+ (the real-time config) for export.
+EXPORT_CASES = [(name, "resnet18") for name in list_models()] + [("deeplabv3plus", "mobilenetv2")]
+# Forward/backward are cheap: every model on every backbone.
+ALL_CASES = [(name, bb) for name in list_models() for bb in TINY_BACKBONES]
+
+
+def _ids(cases: list[tuple[str, str]]) -> list[str]:
+    return [f"{name}-{bb}" for name, bb in cases]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _tiny(name: str, backbone: str, seed: int = 0) -> Segmentor:
+    """The tiny model, with random BN statistics and a unit-scale classifier so logits are O(1)."""
+    torch.manual_seed(seed)
+    m = build(name, num_classes=NUM_CLASSES, backbone=backbone, backbone_kwargs=TINY_BACKBONES[backbone])
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.2, 0.2)
+            mod.running_mean.uniform_(-0.2, 0.2)
+            mod.running_var.uniform_(0.5, 1.5)
+    for head in (m.decode_head, m.auxiliary_head):
+        if head is not None:
+            torch.nn.init.normal_(head.conv_seg.weight, std=1 / math.sqrt(head.channels))
+    return m
+
+
+def _expected_hw(hw: tuple[int, int], stride: int) -> tuple[int, int]:
+    return -(-hw[0] // stride), -(-hw[1] // stride)
+
+
+def _assert_close_to_scale(got: np.ndarray, ref: np.ndarray, what: str) -> None:
+    """max |got - ref| <= 1e-4 x the logits' scale (max |ref|)."""
+    assert got.shape == ref.shape, f"{what}: shape {got.shape} != {ref.shape}"
+    scale = max(float(np.abs(ref).max()), 1e-6)
+    err = float(np.abs(got - ref).max())
+    assert err <= 1e-4 * scale, f"{what}: max abs diff {err:.3g} > 1e-4 x logits scale {scale:.3g}"
+
+
+def test_every_model_declares_capabilities() -> None:
+    for name in list_models():
+        caps = model_info(name)["capabilities"]
+        assert set(caps) == {"onnx", "dynamic_hw", "compile"}, name
+        assert all(isinstance(v, bool) for v in caps.values()), name
+    assert {"fcn", "pspnet", "deeplabv3", "deeplabv3plus", "upernet", "fpn"} <= set(list_models())
+
+
+@pytest.mark.parametrize(("name", "backbone"), ALL_CASES, ids=_ids(ALL_CASES))
+def test_forward_shape_and_stride(name: str, backbone: str) -> None:
+    m = _tiny(name, backbone).eval()
+    assert m.output_stride in (4, 8)
+    with torch.no_grad():
+        for hw in (EXPORT_HW, OTHER_HW):
+            out = m(torch.randn(2, 3, *hw))
+            assert out.shape == (2, NUM_CLASSES, *_expected_hw(hw, m.output_stride)), (name, hw)
+            assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize(("name", "backbone"), ALL_CASES, ids=_ids(ALL_CASES))
+def test_backward_reaches_every_parameter(name: str, backbone: str) -> None:
+    m = _tiny(name, backbone).train()
+    x = torch.randn(2, 3, 48, 64)
+    target = torch.randint(0, NUM_CLASSES, (2, 48, 64))
+    out, aux = m.forward_with_aux(x)
+    loss = sum(
+        F.cross_entropy(F.interpolate(o, size=x.shape[2:], mode="bilinear", align_corners=False), target)
+        for o in [out, *aux]
+    )
+    loss.backward()
+    missing = [n for n, p in m.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, missing
+    assert any(float(p.grad.abs().sum()) > 0 for p in m.backbone.parameters())
+
+
+@pytest.mark.parametrize(("name", "backbone"), EXPORT_CASES, ids=_ids(EXPORT_CASES))
+def test_onnx_export_matches_torch(name: str, backbone: str, tmp_path) -> None:
+    caps = model_info(name)["capabilities"]
+    if not caps["onnx"]:
+        pytest.skip(f"{name} declares onnx=False")
+    m = _tiny(name, backbone).eval()
+    dyn = torch.export.Dim.DYNAMIC
+    dynamic_shapes = {"x": {0: dyn, 2: dyn, 3: dyn}} if caps["dynamic_hw"] else {"x": {0: dyn}}
+    path = tmp_path / f"{name}.onnx"
+    program = torch.onnx.export(m, (torch.randn(1, 3, *EXPORT_HW),), dynamo=True, opset_version=18,
+                                input_names=["image"], output_names=["logits"], dynamic_shapes=dynamic_shapes)
+    program.save(str(path))
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto)
+    assert proto.opset_import[0].version >= 17
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert dims[1].dim_value == 3
+    if caps["dynamic_hw"]:
+        assert all(dims[i].dim_param for i in (0, 2, 3)), [str(d) for d in dims]
+        ops = {n.op_type for n in proto.graph.node}
+        assert not ops & {"AveragePool", "MaxRoiPool"}, ops  # pooling must not bake in the input size
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    shapes = [(1, 3, *EXPORT_HW), (2, 3, *EXPORT_HW)] + ([(2, 3, *OTHER_HW)] if caps["dynamic_hw"] else [])
+    for shape in shapes:
+        x = torch.randn(*shape)
+        (got,) = sess.run(None, {"image": x.numpy()})
+        with torch.no_grad():
+            ref = m(x).numpy()
+        assert got.shape == (shape[0], NUM_CLASSES, *_expected_hw(shape[2:], m.output_stride))
+        _assert_close_to_scale(got, ref, f"{name}-{backbone} ONNX Runtime at {shape}")
+
+
+@pytest.mark.slow  # inductor codegen + a C++ build: tens of seconds per model on 2 cores; still runs by default
+@pytest.mark.parametrize("name", list_models())
+def test_torch_compile_matches_eager(name: str) -> None:
+    if not model_info(name)["capabilities"]["compile"]:
+        pytest.skip(f"{name} declares compile=False")
+    m = _tiny(name, "resnet18").eval()
+    x = torch.randn(1, 3, *EXPORT_HW)
+    compiled = torch.compile(m, fullgraph=True, dynamic=False)
+    with torch.no_grad():
+        ref = m(x).numpy()
+        got = compiled(x).numpy()
+    _assert_close_to_scale(got, ref, f"{name} torch.compile")

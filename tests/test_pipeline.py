@@ -1,0 +1,140 @@
+"""The threaded video pipeline: complete files, truncated inputs, stage errors, live sources, the CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import engine
+from engine.backends.base import Backend
+from engine.cli import main
+from engine.metadata import ModelMeta
+from engine.pipeline import VideoPipeline, run_video
+from engine.video import VideoWriter, open_source, read_frames
+
+
+def write_video(path: Path, n: int = 12, h: int = 48, w: int = 64) -> Path:
+    with VideoWriter(path, 10, w, h) as vw:
+        for i in range(n):
+            frame = np.zeros((h, w, 3), np.uint8)
+            frame[:, : (i + 1) * w // n] = (200, 50, 50)
+            vw.write(frame)
+    return path
+
+
+class SlowBackend(Backend):
+    """A numpy backend that sleeps and may fail on a given call."""
+
+    name = "numpy"
+
+    def __init__(self, delay: float = 0.0, fail_at: int | None = None) -> None:
+        self.meta = ModelMeta(classes=["a", "b"])
+        self.delay, self.fail_at, self.calls = delay, fail_at, 0
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.fail_at is not None and self.calls >= self.fail_at:
+            raise RuntimeError("backend exploded")
+        time.sleep(self.delay)
+        return np.stack([x[:, 0], -x[:, 0]], 1)[:, :, ::2, ::2].copy()
+
+
+class FakeLive:
+    """A live source made of numpy frames, produced as fast as they are asked for."""
+
+    def __init__(self, n: int) -> None:
+        self.name, self.live, self.fps, self.frames, self.error, self.n = "fake camera", True, 30.0, None, None, n
+
+    def __iter__(self):
+        for i in range(self.n):
+            time.sleep(0.002)
+            yield np.full((32, 48, 3), i % 256, np.uint8)
+
+    def close(self) -> None:
+        pass
+
+
+def test_file_is_processed_completely(tmp_path: Path, tiny_onnx) -> None:
+    src = write_video(tmp_path / "in.mp4", n=12)
+    p = engine.Predictor(tiny_onnx[0])
+    report = run_video(p, open_source(src), tmp_path / "out.mp4", progress=True)
+    assert report.frames == 12 and report.dropped == 0 and report.fps > 0
+    assert set(report.stages_ms) == {"decode", "pre", "infer", "post", "encode", "end_to_end"}
+    frames = list(read_frames(tmp_path / "out.mp4"))
+    assert len(frames) == 12
+    saved = json.loads(report.save(tmp_path / "stats.json").read_text())
+    assert saved["frames"] == 12 and "median" in saved["stages_ms"]["infer"]
+
+
+def test_pipeline_matches_sequential_predictor(tmp_path: Path, tiny_onnx) -> None:
+    src = write_video(tmp_path / "in.mkv", n=6)
+    p = engine.Predictor(tiny_onnx[0])
+    shown = []
+    VideoPipeline(p, open_source(src), on_frame=shown.append, queue_size=8).run()
+    expected = [p.overlay(f, p.run(f)) for f in read_frames(src)]
+    assert 1 <= len(shown) <= 6  # the display keeps the newest frame only
+    assert np.array_equal(shown[-1], expected[-1])
+
+
+def test_truncated_input_leaves_valid_output(tmp_path: Path, tiny_onnx) -> None:
+    src = write_video(tmp_path / "in.ts", n=30)
+    data = src.read_bytes()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[: len(data) // 2])
+    report = run_video(engine.Predictor(tiny_onnx[0]), open_source(cut), tmp_path / "out.mp4")
+    assert 0 < report.frames < 30
+    assert len(list(read_frames(tmp_path / "out.mp4"))) == report.frames
+
+
+def test_stage_error_is_raised_and_earlier_frames_are_kept(tmp_path: Path) -> None:
+    src = write_video(tmp_path / "in.mp4", n=10)
+    p = engine.Predictor(SlowBackend(fail_at=5))
+    with pytest.raises(RuntimeError, match="exploded"):
+        run_video(p, open_source(src), tmp_path / "out.mp4")
+    assert len(list(read_frames(tmp_path / "out.mp4"))) == 4
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_live_source_drops_stale_frames() -> None:
+    p = engine.Predictor(SlowBackend(delay=0.02))
+    report = VideoPipeline(p, FakeLive(60)).run()
+    assert report.dropped > 0 and report.frames + report.dropped <= 60 and report.frames >= 2
+    assert report.stages_ms["end_to_end"]["p90"] < 500
+
+
+def test_max_frames_and_tta_predictor(tmp_path: Path, tiny_onnx) -> None:
+    src = write_video(tmp_path / "in.mp4", n=8)
+    p = engine.Predictor(tiny_onnx[0], scales=(0.5, 1.0), flip=True)
+    report = run_video(p, open_source(src), tmp_path / "out.mp4", max_frames=3)
+    assert report.frames == 3
+    with pytest.raises(ValueError, match="alpha"):
+        VideoPipeline(p, open_source(src), alpha=2.0)
+
+
+def test_cli_video(tmp_path: Path, tiny_onnx, capsys) -> None:
+    src = write_video(tmp_path / "in.mp4", n=5)
+    out = tmp_path / "out.mp4"
+    assert main(["video", str(src), "-m", str(tiny_onnx[0]), "-o", str(out), "-q"]) == 0
+    stats = json.loads(out.with_suffix(".stats.json").read_text())
+    assert stats["frames"] == 5 and stats["fps"] > 0
+    assert "FPS" in capsys.readouterr().out
+    assert main(["video", str(tmp_path / "missing.mp4"), "-m", str(tiny_onnx[0])]) == 2
+    assert "video not found" in capsys.readouterr().err
+    assert main(["video", "7", "-m", str(tiny_onnx[0])]) == 2
+    assert "camera 7" in capsys.readouterr().err
+    junk = tmp_path / "junk.mkv"
+    junk.write_bytes(b"\x1a\x45\xdf\xa3" + b"\x00" * 64)
+    assert main(["video", str(junk), "-m", str(tiny_onnx[0]), "-o", str(tmp_path / "x.mp4")]) == 2
+    assert "junk.mkv" in capsys.readouterr().err
+
+
+def test_show_without_display_is_a_clear_error(tmp_path: Path, tiny_onnx, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    src = write_video(tmp_path / "in.mp4", n=2)
+    assert main(["video", str(src), "-m", str(tiny_onnx[0]), "--show"]) == 2
+    assert "--show needs a display" in capsys.readouterr().err
