@@ -35,13 +35,18 @@ PLAN_SUFFIXES = (".plan", ".engine")
 Shape = tuple[int, int, int, int]
 
 
+class MissingDependencyError(RuntimeError):
+    """An optional runtime (TensorRT, CUDA) that a command needs is not installed on this machine."""
+
+
 def import_tensorrt() -> ModuleType:
-    """``import tensorrt``, or RuntimeError "TensorRT is not installed" naming the pip package."""
+    """``import tensorrt``, or MissingDependencyError "TensorRT is not installed" naming the pip package."""
     try:
         import tensorrt
     except ImportError as e:
-        raise RuntimeError(f"TensorRT is not installed ({e}). Install NVIDIA's Python package on a machine with "
-                           f"an NVIDIA GPU: `pip install {TRT_PIP_PACKAGE}` (or `pip install segrt[trt]`)") from None
+        raise MissingDependencyError(f"TensorRT is not installed ({e}). Install NVIDIA's Python package on a "
+                                     f"machine with an NVIDIA GPU: `pip install {TRT_PIP_PACKAGE}` "
+                                     "(or `pip install segrt[trt]`)") from None
     return tensorrt
 
 

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from engine.build import MissingDependencyError, add_build_arguments, run_build
+
 
 def _train(a: argparse.Namespace) -> int:
     from training.config import load_config
@@ -215,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out-dir", default="benchmarks/results")
     b.add_argument("--name", default=None, help="file name stem (default: engine_bench_MODEL_HxW)")
     b.set_defaults(func=_bench)
+    bl = sub.add_parser("build", help="build a TensorRT engine (.plan) from an ONNX model (needs TensorRT)")
+    add_build_arguments(bl)
+    bl.set_defaults(func=run_build)
     d = sub.add_parser("demo", help="synthetic data -> train -> evaluate -> export -> engine on video")
     d.add_argument("--out", default="demo_out")
     d.add_argument("--minutes", type=float, default=None, help="cap on training time")
@@ -227,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, ConnectionError, PermissionError) as e:
+    except (FileNotFoundError, ValueError, ConnectionError, PermissionError, MissingDependencyError) as e:
         print(f"segrt {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -5,6 +5,7 @@ plans where TensorRT and a GPU are present and skip otherwise. The C++ plugins a
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -383,3 +384,18 @@ def test_resize_argmax_plugin_matches_ops(tmp_path: Path, align_corners: bool) -
     ref = ops.resize_argmax(x, 19, 23, align_corners=align_corners)
     np.testing.assert_array_equal(out, ref)
     cuda.free(dx), cuda.free(dy), cuda.destroy_stream(s)
+
+
+def test_segrt_build_without_tensorrt_is_a_one_line_error(tmp_path, capsys) -> None:
+    from engine.cli import main
+
+    model = tmp_path / "m.onnx"
+    from tests.conftest import make_tiny_onnx
+
+    make_tiny_onnx(model)
+    code = main(["build", str(model), "-o", str(tmp_path / "m.plan"), "--fp16"])
+    err = capsys.readouterr().err
+    if importlib.util.find_spec("tensorrt") is None:
+        assert code == 2 and "TensorRT is not installed" in err
+    assert main(["build", str(model), "-o", str(tmp_path / "m.plan"), "--int8"]) == 2
+    assert "--calib" in capsys.readouterr().err

@@ -19,7 +19,7 @@ class ModelCfg:
     backbone: str = "resnet18"
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     head_kwargs: dict[str, Any] = field(default_factory=dict)
-    aux: bool = True
+    aux: bool | None = None  # None: the model's default (e.g. no auxiliary head for semantic FPN)
 
 
 @dataclass
