@@ -12,13 +12,13 @@ GMACs column here (= GFLOPs / 2).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from engine.fileio import write_atomic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -65,17 +65,6 @@ def render(rows: list[dict], size: tuple[int, int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.fileio import atomic_path, write_atomic
 from engine.pipeline import summarize
 from engine.predictor import Predictor
 
@@ -239,10 +240,9 @@ def plot(result: dict, path: Path) -> None:
     uniq = dict(zip(names, handles))
     ax.legend(uniq.values(), uniq.keys(), loc="lower right")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=100, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write_report(result: dict, out_dir: Path, name: str) -> list[str]:
@@ -250,8 +250,6 @@ def write_report(result: dict, out_dir: Path, name: str) -> list[str]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.json", out_dir / f"{name}.md", out_dir / f"{name}.png"]
     for path, text in ((paths[0], json.dumps(result, indent=2) + "\n"), (paths[1], markdown(result))):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_atomic(path, text)
     plot(result, paths[2])
     return [str(p) for p in paths]

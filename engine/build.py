@@ -23,7 +23,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from engine.calibration import CalibrationData, atomic_write_bytes, make_calibrator
+from engine.calibration import CalibrationData, make_calibrator
+from engine.fileio import write_atomic
 from engine.metadata import PREFIX, ModelMeta
 
 TRT_PIP_PACKAGE = "tensorrt"
@@ -182,7 +183,7 @@ def write_sidecar(plan_path: str | Path, info: dict[str, Any]) -> Path:
     plan_path = Path(plan_path)
     doc = {"format": SIDECAR_FORMAT, "version": SIDECAR_VERSION, **info,
            "plan_bytes": plan_path.stat().st_size, "plan_sha256": sha256_file(plan_path)}
-    return atomic_write_bytes(sidecar_path(plan_path), (json.dumps(doc, indent=2) + "\n").encode())
+    return write_atomic(sidecar_path(plan_path), (json.dumps(doc, indent=2) + "\n").encode())
 
 
 def read_sidecar(plan_path: str | Path, verify: bool = True) -> dict[str, Any]:
@@ -274,8 +275,8 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, fp16: bool = False
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
     if cache_file is not None:
-        atomic_write_bytes(cache_file, bytes(config.get_timing_cache().serialize()))
-    atomic_write_bytes(out_path, bytes(serialized))
+        write_atomic(cache_file, bytes(config.get_timing_cache().serialize()))
+    write_atomic(out_path, bytes(serialized))
     write_sidecar(out_path, {
         "tensorrt": trt.__version__, **_device_info(), "precision": precision, "profile": profile.as_dict(),
         "input": input_name, "output": network.get_output(0).name, "metadata": props,

@@ -8,8 +8,6 @@ atomically. It needs no TensorRT; :func:`make_calibrator` wraps it in a ``tensor
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,24 +15,10 @@ from typing import Any
 import numpy as np
 
 from engine import ops
+from engine.fileio import write_atomic
 from engine.metadata import ModelMeta
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -100,7 +84,7 @@ class CalibrationData:
     def write_cache(self, data: bytes | memoryview) -> None:
         """Store the calibration table atomically (no-op without a cache path)."""
         if self.cache_path is not None:
-            atomic_write_bytes(self.cache_path, bytes(data))
+            write_atomic(self.cache_path, bytes(data))
 
 
 def make_calibrator(trt: Any, data: CalibrationData) -> Any:

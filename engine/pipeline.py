@@ -10,7 +10,6 @@ stage, Ctrl-C), the writer is closed so the output holds every frame processed s
 from __future__ import annotations
 
 import json
-import os
 import queue
 import threading
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.fileio import write_atomic
 from engine.predictor import Predictor
 from engine.video import VideoSource, VideoWriter
 
@@ -63,12 +63,7 @@ class PipelineReport:
 
     def save(self, path: str | Path) -> Path:
         """Write the report as JSON (atomically)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_atomic(path, json.dumps(asdict(self), indent=2) + "\n")
 
 
 class _Stop(Exception):

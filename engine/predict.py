@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.fileio import atomic_path
 from engine.predictor import Predictor
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".gif")
@@ -74,13 +74,8 @@ def load_image(path: str | Path) -> np.ndarray:
 
 
 def _atomic_save(path: Path, save: object) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         save(tmp)  # type: ignore[operator]
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _save_npy(path: Path, a: np.ndarray) -> None:

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from engine.fileio import write_atomic
+
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo_pspnet_r18-d8_synthetic-128x256.yaml"
 
 
 def _write_json(path: Path, obj: object) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def run_demo(out: Path, minutes: float | None = None, config: Path = DEMO_CONFIG) -> dict:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -11,6 +9,7 @@ from typing import Any
 import onnx
 import torch
 
+from engine.fileio import atomic_path
 from engine.metadata import ModelMeta
 from training.checkpoint import load_checkpoint
 from training.config import config_from_dict
@@ -61,15 +60,8 @@ def export_onnx(model: torch.nn.Module, meta: dict[str, Any] | ModelMeta, out: s
         entry.key, entry.value = key, value
     proto.producer_name = "segrt"
     onnx.checker.check_model(proto, full_check=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         onnx.save(proto, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return out
 
 

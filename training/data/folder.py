@@ -15,23 +15,15 @@ import numpy as np
 import yaml
 from PIL import Image, UnidentifiedImageError
 
+from engine.palettes import voc_palette
+
 T = TypeVar("T")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 def _default_palette(n: int) -> list[tuple[int, int, int]]:
     """The Pascal VOC bit-interleaved palette, for datasets that give none."""
-    out = []
-    for i in range(n):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        out.append((r, g, b))
-    return out
+    return voc_palette(n)
 
 
 def _is_rgb(c: object) -> bool:
