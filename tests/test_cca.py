@@ -12,7 +12,8 @@ from engine import cca
 torch = pytest.importorskip("torch")
 ops = pytest.importorskip("training.ops")
 
-# (B, C, Cq, H, W): H != W, odd sizes, 1x1, H = 1, W = 1, and a larger one.
+# (B, C, Cq, H, W): H != W, odd sizes, 1x1, H = 1, W = 1, and larger ones (W > 16: the CPU kernel's last chunk of
+# 16 columns overlaps the one before). C, Cq > 64: test_many_channels_as_accurate_as_float32_reference.
 SHAPES = [
     (1, 3, 2, 1, 1),
     (2, 5, 3, 7, 9),
@@ -20,6 +21,7 @@ SHAPES = [
     (1, 4, 2, 6, 1),
     (1, 6, 3, 9, 4),
     (2, 32, 8, 31, 17),
+    (1, 40, 6, 12, 50),
 ]
 
 
@@ -54,6 +56,23 @@ def test_backward_matches_reference_autograd(shape: tuple[int, ...]) -> None:
     got = torch.autograd.grad(ops.criss_cross_attention(q, k, v), (q, k, v), grad)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, atol=5e-5, rtol=1e-4)
+
+
+def test_many_channels_as_accurate_as_float32_reference() -> None:
+    """C, Cq > 64 (energies of std ~8.5: peaky weights, large gradients): ours and the float32 einsum reference against
+    the float64 reference; ours must stay within a small multiple of the float32 reference's own error."""
+    shape = (1, 80, 72, 18, 37)
+    q, k, v = _qkv(shape, grad=True, seed=2)
+    grad = torch.randn(shape[0], shape[1], shape[3], shape[4], generator=torch.Generator().manual_seed(3))
+    q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
+    out64 = ops.criss_cross_attention_reference(q64, k64, v64)
+    truth = (out64, *torch.autograd.grad(out64, (q64, k64, v64), grad.double()))
+    for fn in (ops.criss_cross_attention, ops.criss_cross_attention_reference):
+        out = fn(q, k, v)
+        got = (out, *torch.autograd.grad(out, (q, k, v), grad))
+        for g, t in zip(got, truth):
+            scale = t.abs().max().item()
+            torch.testing.assert_close(g.double(), t, atol=5e-6 * scale, rtol=1e-4)
 
 
 def test_backward_with_saved_lse_equals_recomputed() -> None:

@@ -1,4 +1,4 @@
-// Criss-cross attention, CUDA body (same semantics and same row decomposition as criss_cross_attention.h; see
+// Criss-cross attention, CUDA body (same semantics as criss_cross_attention.h, decomposed by image row; see
 // docs/criss_cross_attention.md). T is float or __half; all arithmetic and lse / delta are float.
 //
 // One thread block per (batch b, image row r, tile of kTJ = 32 pixels of that row): lane = pixel, warp = a slice of

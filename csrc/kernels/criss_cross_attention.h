@@ -2,46 +2,85 @@
 // docs/criss_cross_attention.md. Q, K: [B, Cq, H, W], V: [B, C, H, W], all C-contiguous NCHW; out: [B, C, H, W];
 // lse: [B, H, W] (log-sum-exp of each pixel's H + W - 1 energies, saved for the backward pass).
 //
-// Work is split by (batch, image row r). For the W pixels (r, j) of a row, the H + W candidates are indexed p:
-// p = k < H is pixel (k, j) (vertical branch; p = r is the masked centre) and p = H + l is pixel (r, l) (horizontal
-// branch, centre included). A row keeps its scores in a [H + W, Wp] scratch with j fastest, so every inner loop runs
-// over 16 neighbouring pixels of one row with unit stride in NCHW and vectorizes; no [B, H, W, H + W] tensor exists.
-//
-// Backward recomputes the weights from lse and never scatters: the task of row r gathers dQ for the pixels of row r
-// (as their queries) and dK, dV for the same pixels (as keys/values of their own criss-cross, whose sources are
-// exactly the pixels of their criss-cross), so rows are independent and run in parallel without atomics.
-// The row bodies (criss_cross_attention_rows.h) are compiled for AVX-512, AVX2+FMA and baseline x86-64 and chosen at
-// run time.
+// Two phases, each a set of small dense matrix products with register-tiled micro-kernels
+// (criss_cross_attention_gemm.h; bodies in criss_cross_attention_rows.h):
+// * column phase, one task per (batch, chunk of L = 16 float / 8 double image columns): each lane is one column j and
+//   every product an H x H matrix product of that column (E = Q^T K over Cq, out = V A^T over H, and in the backward
+//   dA = G^T V, dq = K dE^T, dk = Q dE, dv = G A). The last chunk is [W - L, W) (it overlaps the one before and
+//   writes the same values); maps narrower than L run on zero-padded copies.
+// * row phase, one task per (batch, image row i), lanes along the row: the W x W products of the row branch.
+// Forward joins the two branches like flash attention: the column phase keeps each pixel's max mh and sum sh and an
+// unnormalized out; the row phase finishes the softmax (lse) and rescales. Backward recomputes the weights from lse:
+// the column phase writes dq, dk, dv (column share), the row phase adds the row share; no scatter, no atomics, and
+// nothing of size [B, H, W, H + W] exists (scratch per thread: O(H * H * L + C * W)).
 #pragma once
 
 #include <omp.h>
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+// Helpers that take or return 64-byte vectors are always inlined: no vector crosses a call (no ABI question).
+#define SEGRT_CCA_INLINE inline __attribute__((always_inline))
+
 namespace segrt {
 namespace cca {
 
-constexpr int kL = 16;    // pixels per vector chunk (one zmm / two ymm of float)
-constexpr int64_t kCB = 16;  // channels per cache block of the score loops
+template <typename T>
+struct VecT;
+template <>
+struct VecT<float> {
+  typedef float type __attribute__((vector_size(64)));
+};
+template <>
+struct VecT<double> {
+  typedef double type __attribute__((vector_size(64)));
+};
+template <typename T>
+using vec_t = typename VecT<T>::type;
+typedef int32_t ivec_t __attribute__((vector_size(64)));
+template <typename T>
+constexpr int lanes() {
+  return 64 / sizeof(T);
+}
+
+constexpr int64_t kPB = 64;  // channels per packed block of the energy products
 
 struct Dims {
-  int64_t Cq, C, H, W, Wp;  // Wp: W rounded up to kL (row pitch of the scratch)
+  int64_t Cq, C, H, W, Wp;  // Wp: W rounded up to 16 (row pitch of the row-phase scratch)
   int64_t HW() const { return H * W; }
+};
+
+// A column chunk of one batch: vector (c, i) at p + c*ps + i*rs.
+template <typename T>
+struct View {
+  T* p;
+  int64_t ps, rs;
+};
+
+// Per-thread scratch of the row phase.
+template <typename T>
+struct RowScratch {
+  std::vector<T> Et, dAt, Tt, Ta, X, S, st;
+  explicit RowScratch(const Dims& d)
+      : Et(d.W * d.Wp), dAt(d.W * d.Wp), Tt(d.W * d.Wp), Ta(d.W * d.Wp), X(std::max(d.C, d.Cq) * d.Wp),
+        S(std::max(d.C, d.Cq) * d.Wp), st(4 * d.Wp) {}
 };
 
 }  // namespace cca
 }  // namespace segrt
 
-#define SEGRT_CCA_TILE_R 2
-#define SEGRT_CCA_TILE_N 2
+#define SEGRT_CCA_MR 2
+#define SEGRT_CCA_NR 2
 #define SEGRT_CCA_ISA base
-#include "criss_cross_attention_rows.h"  // baseline ISA
+#include "criss_cross_attention_gemm.h"  // baseline ISA
+#include "criss_cross_attention_rows.h"
 #undef SEGRT_CCA_ISA
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -49,27 +88,27 @@ struct Dims {
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define SEGRT_CCA_ISA avx2
-#include "criss_cross_attention_rows.h"  // AVX2 + FMA
+#include "criss_cross_attention_gemm.h"  // AVX2 + FMA
+#include "criss_cross_attention_rows.h"
 #undef SEGRT_CCA_ISA
 #pragma GCC pop_options
-#undef SEGRT_CCA_TILE_R
-#undef SEGRT_CCA_TILE_N
-#define SEGRT_CCA_TILE_R 4
-#define SEGRT_CCA_TILE_N 4
+#undef SEGRT_CCA_MR
+#undef SEGRT_CCA_NR
+#define SEGRT_CCA_MR 4
+#define SEGRT_CCA_NR 4
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,prefer-vector-width=512")
 #define SEGRT_CCA_ISA avx512
-#include "criss_cross_attention_rows.h"  // AVX-512
+#include "criss_cross_attention_gemm.h"  // AVX-512
+#include "criss_cross_attention_rows.h"
 #undef SEGRT_CCA_ISA
 #pragma GCC pop_options
 #endif
-#undef SEGRT_CCA_TILE_R
-#undef SEGRT_CCA_TILE_N
+#undef SEGRT_CCA_MR
+#undef SEGRT_CCA_NR
 
 namespace segrt {
 namespace cca {
-
-constexpr int64_t kRowsPerTask = 8;
 
 enum class Isa { kBase, kAvx2, kAvx512 };
 
@@ -108,8 +147,48 @@ inline bool worth_threads(int64_t B, int64_t Cq, int64_t C, int64_t H, int64_t W
   return B * H * W * (H + W) * (Cq + C) > (int64_t{1} << 25);
 }
 
-inline Dims make_dims(int64_t cq, int64_t c, int64_t h, int64_t w) {
-  return Dims{cq, c, h, w, (w + kL - 1) / kL * kL};
+inline Dims make_dims(int64_t cq, int64_t c, int64_t h, int64_t w) { return Dims{cq, c, h, w, (w + 15) / 16 * 16}; }
+
+// Column chunks of a batch: ceil(W / L), or one zero-padded chunk when W < L.
+template <typename T>
+inline int64_t n_chunks(int64_t W) {
+  return W >= lanes<T>() ? (W + lanes<T>() - 1) / lanes<T>() : 1;
+}
+
+// Per-thread scratch of the column phase; with W < L also zero-padded [c][i][L] copies of the chunk's planes.
+template <typename T>
+struct ColScratch {
+  std::vector<T> E, dA, px, py, pad;
+  ColScratch(const Dims& d, bool backward) {
+    const int64_t HL = d.H * lanes<T>(), pb = std::min(kPB, std::max(d.C, d.Cq));
+    E.resize(d.H * HL);
+    dA.resize(backward ? d.H * HL : 0);
+    px.resize(pb * HL);
+    py.resize(pb * HL);
+    if (d.W < lanes<T>()) pad.resize((5 * d.Cq + 3 * d.C + 2) * HL);
+  }
+  // The chunk of planes x (nc of them) as a View: in place, or copied to pad at *off (then *off advances).
+  View<T> view(T* x, int64_t nc, const Dims& d, int64_t j0, int64_t* off, bool copy_in) {
+    constexpr int L = lanes<T>();
+    if (pad.empty()) return View<T>{x + j0, d.HW(), d.W};
+    T* p = pad.data() + *off;
+    *off += nc * d.H * L;
+    for (int64_t c = 0; c < nc; ++c)
+      for (int64_t i = 0; i < d.H; ++i)
+        for (int64_t t = 0; t < L; ++t) p[(c * d.H + i) * L + t] = copy_in && t < d.W ? x[c * d.HW() + i * d.W + t] : T(0);
+    return View<T>{p, d.H * L, L};
+  }
+  // Copies a padded view back to planes x (no-op in place).
+  void unview(T* x, View<T> v, int64_t nc, const Dims& d) {
+    if (pad.empty()) return;
+    for (int64_t c = 0; c < nc; ++c)
+      for (int64_t i = 0; i < d.H; ++i) std::memcpy(x + c * d.HW() + i * d.W, v.p + c * v.ps + i * v.rs, d.W * sizeof(T));
+  }
+};
+
+template <typename T>
+inline View<const T> cv(View<T> v) {
+  return View<const T>{v.p, v.ps, v.rs};
 }
 
 }  // namespace cca
@@ -121,16 +200,33 @@ void criss_cross_attention_forward_cpu(const T* q, const T* k, const T* v, T* ou
                                        int64_t C, int64_t H, int64_t W) {
   const cca::Dims d = cca::make_dims(Cq, C, H, W);
   const cca::Isa isa = cca::best_isa();
-  const int64_t HW = H * W, nrb = (H + cca::kRowsPerTask - 1) / cca::kRowsPerTask;
+  const int64_t HW = H * W, nch = cca::n_chunks<T>(W), L = cca::lanes<T>();
+  std::vector<T> sh(B * HW);  // the column branch's sums; its maxima go to lse
 #pragma omp parallel if (cca::worth_threads(B, Cq, C, H, W))
   {
-    std::vector<T> S(cca::kRowsPerTask * (H + W) * d.Wp), tmp(2 * d.Wp);
+    {
+      cca::ColScratch<T> cs(d, false);
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < B * nrb; ++t) {
-      const int64_t b = t / nrb, r0 = t % nrb * cca::kRowsPerTask, R = std::min(cca::kRowsPerTask, H - r0);
-      T* ob = out ? out + b * C * HW : nullptr;
-      SEGRT_CCA_DISPATCH(isa, forward_block<T>(q + b * Cq * HW, k + b * Cq * HW, v + b * C * HW, ob, lse + b * HW, r0,
-                                               R, d, S.data(), tmp.data()))
+      for (int64_t t = 0; t < B * nch; ++t) {
+        const int64_t b = t / nch, j0 = std::min(t % nch * L, std::max<int64_t>(W - L, 0));
+        int64_t off = 0;
+        auto in = [&](const T* x, int64_t nc) { return cca::cv(cs.view(const_cast<T*>(x), nc, d, j0, &off, true)); };
+        const auto vq = in(q + b * Cq * HW, Cq), vk = in(k + b * Cq * HW, Cq);
+        const auto vv = out ? in(v + b * C * HW, C) : cca::View<const T>{nullptr, 0, 0};
+        auto vo = out ? cs.view(out + b * C * HW, C, d, j0, &off, false) : cca::View<T>{nullptr, 0, 0};
+        auto vm = cs.view(lse + b * HW, 1, d, j0, &off, false), vs = cs.view(sh.data() + b * HW, 1, d, j0, &off, false);
+        SEGRT_CCA_DISPATCH(isa, col_forward<T>(vq, vk, vv, vo, vm, vs, d, cs.E.data(), cs.px.data(), cs.py.data()))
+        if (out) cs.unview(out + b * C * HW, vo, C, d);
+        cs.unview(lse + b * HW, vm, 1, d);
+        cs.unview(sh.data() + b * HW, vs, 1, d);
+      }
+    }
+    cca::RowScratch<T> rs(d);
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t t = 0; t < B * H; ++t) {
+      const int64_t b = t / H, i = t % H, o1 = b * Cq * HW, o2 = b * C * HW;
+      SEGRT_CCA_DISPATCH(isa, row_forward<T>(q + o1, k + o1, v + o2, out ? out + o2 : nullptr, lse + b * HW,
+                                             sh.data() + b * HW, lse + b * HW, i, d, rs))
     }
   }
 }
@@ -142,24 +238,48 @@ void criss_cross_attention_backward_cpu(const T* q, const T* k, const T* v, cons
                                         T* gq, T* gk, T* gv, int64_t B, int64_t Cq, int64_t C, int64_t H, int64_t W) {
   const cca::Dims d = cca::make_dims(Cq, C, H, W);
   const cca::Isa isa = cca::best_isa();
-  const int64_t HW = H * W, nrb = (H + cca::kRowsPerTask - 1) / cca::kRowsPerTask;
+  const int64_t HW = H * W, nch = cca::n_chunks<T>(W), L = cca::lanes<T>();
   std::vector<T> delta(B * HW), lse_buf(lse ? 0 : B * HW);
   if (!lse) criss_cross_attention_forward_cpu<T>(q, k, nullptr, nullptr, lse_buf.data(), B, Cq, C, H, W);
   const T* ls = lse ? lse : lse_buf.data();
 #pragma omp parallel if (cca::worth_threads(B, Cq, C, H, W))
   {
 #pragma omp for schedule(static)
-    for (int64_t br = 0; br < B * H; ++br) {
-      const int64_t b = br / H;
-      cca::base::delta_row(g + b * C * HW, out + b * C * HW, delta.data() + b * HW, br % H, d);
+    for (int64_t br = 0; br < B * H; ++br) {  // D[b, r, j] = sum_c g * out
+      const int64_t b = br / H, r = br % H;
+      T* dr = delta.data() + b * HW + r * W;
+      std::fill(dr, dr + W, T(0));
+      for (int64_t c = 0; c < C; ++c) {
+        const T* gp = g + (b * C + c) * HW + r * W;
+        const T* op = out + (b * C + c) * HW + r * W;
+        for (int64_t j = 0; j < W; ++j) dr[j] += gp[j] * op[j];
+      }
     }
-    std::vector<T> SA(cca::kRowsPerTask * (H + W) * d.Wp), SB(SA.size());
+    {
+      cca::ColScratch<T> cs(d, true);
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < B * nrb; ++t) {
-      const int64_t b = t / nrb, r0 = t % nrb * cca::kRowsPerTask, R = std::min(cca::kRowsPerTask, H - r0);
-      const int64_t o1 = b * Cq * HW, o2 = b * C * HW;
-      SEGRT_CCA_DISPATCH(isa, backward_block<T>(q + o1, k + o1, v + o2, g + o2, ls + b * HW, delta.data() + b * HW,
-                                                gq + o1, gk + o1, gv + o2, r0, R, d, SA.data(), SB.data()))
+      for (int64_t t = 0; t < B * nch; ++t) {
+        const int64_t b = t / nch, j0 = std::min(t % nch * L, std::max<int64_t>(W - L, 0)), o1 = b * Cq * HW,
+                      o2 = b * C * HW;
+        int64_t off = 0;
+        auto in = [&](const T* x, int64_t nc) { return cca::cv(cs.view(const_cast<T*>(x), nc, d, j0, &off, true)); };
+        const auto vq = in(q + o1, Cq), vk = in(k + o1, Cq), vv = in(v + o2, C), vg = in(g + o2, C);
+        const auto vl = in(ls + b * HW, 1), vd = in(delta.data() + b * HW, 1);
+        auto vdq = cs.view(gq + o1, Cq, d, j0, &off, false), vdk = cs.view(gk + o1, Cq, d, j0, &off, false);
+        auto vdv = cs.view(gv + o2, C, d, j0, &off, false);
+        SEGRT_CCA_DISPATCH(isa, col_backward<T>(vq, vk, vv, vg, vl, vd, vdq, vdk, vdv, d, cs.E.data(), cs.dA.data(),
+                                                cs.px.data(), cs.py.data()))
+        cs.unview(gq + o1, vdq, Cq, d);
+        cs.unview(gk + o1, vdk, Cq, d);
+        cs.unview(gv + o2, vdv, C, d);
+      }
+    }
+    cca::RowScratch<T> rs(d);
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t t = 0; t < B * H; ++t) {
+      const int64_t b = t / H, i = t % H, o1 = b * Cq * HW, o2 = b * C * HW;
+      SEGRT_CCA_DISPATCH(isa, row_backward<T>(q + o1, k + o1, v + o2, g + o2, ls + b * HW, delta.data() + b * HW,
+                                              gq + o1, gk + o1, gv + o2, i, d, rs))
     }
   }
 }
