@@ -27,7 +27,7 @@ $(BIN)/python:
 
 # torch is pinned (a looser pin pulls a multi-GB CUDA build); the editable install builds engine._C.
 $(DEPS): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q torch==2.13.0 "pybind11>=2.12" "setuptools>=68" wheel
+	$(BIN)/pip install -q torch==2.13.0 "pybind11>=2.12" "setuptools>=77" wheel
 	$(BIN)/pip install -q --no-build-isolation -e ".[train,dev]"
 	touch $@
 
