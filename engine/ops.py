@@ -30,6 +30,7 @@ __all__ = [
 
 MAX_SIDE = 1 << 20  # largest accepted output height / width (same bound as the native checks)
 LABEL_DTYPES = (np.uint8, np.int32, np.int64)
+RESIZE_DTYPES = (np.float32, np.float64)  # resize_bilinear and its backward: the output has the input's dtype
 
 
 def _native() -> ModuleType:
@@ -136,17 +137,19 @@ def preprocess(
 
 
 def resize_bilinear(x: np.ndarray, out_h: int, out_w: int, *, align_corners: bool = False) -> np.ndarray:
-    """float32 ``[N, C, H, W]`` -> ``[N, C, out_h, out_w]``, equal to ``F.interpolate(mode="bilinear")``."""
+    """float32/float64 ``[N, C, H, W]`` -> ``[N, C, out_h, out_w]`` of the same dtype, equal to
+    ``F.interpolate(mode="bilinear")`` (float64 computes its weights and sums in float64, like PyTorch)."""
     where = "resize_bilinear"
-    _array(where, "x", x, (np.float32,), 4, "[N, C, H, W]")
+    _array(where, "x", x, RESIZE_DTYPES, 4, "[N, C, H, W]")
     oh, ow = _side(where, "out_h", out_h), _side(where, "out_w", out_w)
     return _native().resize_bilinear(x, oh, ow, bool(align_corners))
 
 
 def resize_bilinear_backward(grad_out: np.ndarray, in_h: int, in_w: int, *, align_corners: bool = False) -> np.ndarray:
-    """Gradient of :func:`resize_bilinear`: float32 ``[N, C, out_h, out_w]`` -> ``[N, C, in_h, in_w]``."""
+    """Gradient of :func:`resize_bilinear`: float32/float64 ``[N, C, out_h, out_w]`` -> ``[N, C, in_h, in_w]``
+    of the same dtype."""
     where = "resize_bilinear_backward"
-    _array(where, "grad_out", grad_out, (np.float32,), 4, "[N, C, H_out, W_out]")
+    _array(where, "grad_out", grad_out, RESIZE_DTYPES, 4, "[N, C, H_out, W_out]")
     ih, iw = _side(where, "in_h", in_h), _side(where, "in_w", in_w)
     return _native().resize_bilinear_backward(grad_out, ih, iw, bool(align_corners))
 

@@ -69,6 +69,23 @@ def test_resize_bilinear_backward_matches_autograd(src, dst, align_corners):
 
 @pytest.mark.parametrize("align_corners", [False, True])
 @pytest.mark.parametrize(("src", "dst"), RESIZES)
+def test_resize_bilinear_float64_matches_torch(src, dst, align_corners):
+    """float64 in -> float64 out, weights and sums in float64 like PyTorch's: forward and backward within 1e-12."""
+    rng = _rng(3)
+    x = torch.from_numpy(rng.standard_normal((2, 3, *src))).requires_grad_()
+    g = rng.standard_normal((2, 3, *dst))
+    ref = F.interpolate(x, size=dst, mode="bilinear", align_corners=align_corners)
+    ref.backward(torch.from_numpy(g))
+    got = ops.resize_bilinear(x.detach().numpy(), *dst, align_corners=align_corners)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, ref.detach().numpy(), rtol=0, atol=1e-12)
+    grad = ops.resize_bilinear_backward(g, *src, align_corners=align_corners)
+    assert grad.dtype == np.float64
+    np.testing.assert_allclose(grad, x.grad.numpy(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize(("src", "dst"), RESIZES)
 @pytest.mark.parametrize("channels", [1, 5, 19])
 def test_resize_argmax_matches_torch(src, dst, channels, align_corners):
     x = _rng(2).standard_normal((2, channels, *src), dtype=np.float32)

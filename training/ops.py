@@ -9,6 +9,9 @@ the pure-PyTorch twin (and the baseline the kernels are measured against).
 ONNX: under ``torch.onnx.export`` the function decomposes into the reference (standard ONNX ops, dynamic H/W), so
 the model runs in any runtime. ``export_onnx(..., target="tensorrt")`` instead keeps the op and emits one node
 ``segrt::CrissCrossAttention(q, k, v)`` for our TensorRT plugin.
+
+Bilinear resize (``segrt::resize_bilinear``) lives in :mod:`training.ops_resize` and is re-exported here as
+``resize_bilinear``.
 """
 
 from __future__ import annotations
@@ -21,13 +24,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from training.ops_resize import ALIGN_CORNERS, resize_bilinear
+
 __all__ = [
+    "ALIGN_CORNERS",
     "ONNX_DOMAIN",
     "criss_cross_attention",
     "criss_cross_attention_reference",
     "export_onnx",
     "onnx_target",
     "onnx_translation_table",
+    "resize_bilinear",
 ]
 
 ONNX_DOMAIN = "segrt"

@@ -54,40 +54,59 @@ py::array preprocess(const py::object& img_obj, int64_t out_h, int64_t out_w, co
   return result;
 }
 
+// float32 or float64 (the output has the input's dtype); anything else is a ValueError naming `name`.
+void require_float_dtype(const py::array& a, const std::string& where, const char* name) {
+  if (!is_dtype<float>(a) && !is_dtype<double>(a)) {
+    fail(where, std::string(name) + " must have dtype float32 or float64, got " + dtype_str(a));
+  }
+}
+
+template <typename T>
+py::array run_resize(const py::array& x, int64_t out_h, int64_t out_w, bool align_corners) {
+  const int64_t n = x.shape(0), c = x.shape(1), h = x.shape(2), w = x.shape(3);
+  py::array_t<T> result({n, c, out_h, out_w});
+  const auto* src = static_cast<const T*>(x.data());
+  T* dst = result.mutable_data();
+  {
+    py::gil_scoped_release release;
+    resize_bilinear_cpu<T>(src, dst, n * c, h, w, out_h, out_w, align_corners);
+  }
+  return result;
+}
+
+template <typename T>
+py::array run_resize_backward(const py::array& g, int64_t in_h, int64_t in_w, bool align_corners) {
+  const int64_t n = g.shape(0), c = g.shape(1), oh = g.shape(2), ow = g.shape(3);
+  py::array_t<T> result({n, c, in_h, in_w});
+  const auto* src = static_cast<const T*>(g.data());
+  T* dst = result.mutable_data();
+  {
+    py::gil_scoped_release release;
+    resize_bilinear_backward_cpu<T>(src, dst, n * c, in_h, in_w, oh, ow, align_corners);
+  }
+  return result;
+}
+
 py::array resize_bilinear(const py::object& x_obj, int64_t out_h, int64_t out_w, bool align_corners) {
   const std::string where = "resize_bilinear";
   py::array x = as_array(x_obj, where, "x");
-  require_dtype<float>(x, where, "x", "float32");
+  require_float_dtype(x, where, "x");
   require_layout(x, where, "x", 4, "[N, C, H, W]");
   require_side(out_h, where, "out_h");
   require_side(out_w, where, "out_w");
-  const int64_t n = x.shape(0), c = x.shape(1), h = x.shape(2), w = x.shape(3);
-  py::array_t<float> result({n, c, out_h, out_w});
-  const auto* src = static_cast<const float*>(x.data());
-  float* dst = result.mutable_data();
-  {
-    py::gil_scoped_release release;
-    resize_bilinear_cpu(src, dst, n * c, h, w, out_h, out_w, align_corners);
-  }
-  return result;
+  return is_dtype<double>(x) ? run_resize<double>(x, out_h, out_w, align_corners)
+                             : run_resize<float>(x, out_h, out_w, align_corners);
 }
 
 py::array resize_bilinear_backward(const py::object& g_obj, int64_t in_h, int64_t in_w, bool align_corners) {
   const std::string where = "resize_bilinear_backward";
   py::array g = as_array(g_obj, where, "grad_out");
-  require_dtype<float>(g, where, "grad_out", "float32");
+  require_float_dtype(g, where, "grad_out");
   require_layout(g, where, "grad_out", 4, "[N, C, H_out, W_out]");
   require_side(in_h, where, "in_h");
   require_side(in_w, where, "in_w");
-  const int64_t n = g.shape(0), c = g.shape(1), oh = g.shape(2), ow = g.shape(3);
-  py::array_t<float> result({n, c, in_h, in_w});
-  const auto* src = static_cast<const float*>(g.data());
-  float* dst = result.mutable_data();
-  {
-    py::gil_scoped_release release;
-    resize_bilinear_backward_cpu(src, dst, n * c, in_h, in_w, oh, ow, align_corners);
-  }
-  return result;
+  return is_dtype<double>(g) ? run_resize_backward<double>(g, in_h, in_w, align_corners)
+                             : run_resize_backward<float>(g, in_h, in_w, align_corners);
 }
 
 template <typename Label>
@@ -212,9 +231,9 @@ void bind_cpu_ops(py::module_& m) {
         arg("bgr") = false, arg("align_corners") = false, arg("out") = py::none(),
         "uint8 [H, W, 3] -> float32 [1, 3, out_h, out_w]: bilinear resize, BGR->RGB if bgr, (x - mean) / std, CHW.");
   m.def("resize_bilinear", &resize_bilinear, arg("x"), arg("out_h"), arg("out_w"), arg("align_corners") = false,
-        "float32 [N, C, H, W] -> [N, C, out_h, out_w], as F.interpolate(mode='bilinear').");
+        "float32/float64 [N, C, H, W] -> [N, C, out_h, out_w] (same dtype), as F.interpolate(mode='bilinear').");
   m.def("resize_bilinear_backward", &resize_bilinear_backward, arg("grad_out"), arg("in_h"), arg("in_w"),
-        arg("align_corners") = false, "Gradient of resize_bilinear w.r.t. its input.");
+        arg("align_corners") = false, "Gradient of resize_bilinear w.r.t. its input (float32/float64, same dtype).");
   m.def("resize_argmax", &resize_argmax, arg("logits"), arg("out_h"), arg("out_w"), arg("align_corners") = false,
         arg("return_scores") = false,
         "float32 [B, C, H, W] -> labels [B, out_h, out_w] (uint8 if C <= 255 else int32) [, winning logit float32].");

@@ -73,6 +73,22 @@ void bind_launchers(py::module_& cu) {
       arg("align_corners") = false, arg("dtype") = "float32", arg("stream") = 0,
       "[N, C, h, w] -> [N, C, out_h, out_w] on the device, float32 or float16 in and out.");
   cu.def(
+      "resize_bilinear_backward",
+      [](uintptr_t grad_out, int64_t n, int64_t c, int64_t oh, int64_t ow, uintptr_t grad_in, int64_t h, int64_t w,
+         bool align_corners, const std::string& dtype, uintptr_t stream) {
+        const std::string where = "cuda.resize_bilinear_backward";
+        require_ptr(grad_out, where, "grad_out_ptr");
+        require_ptr(grad_in, where, "grad_in_ptr");
+        require_dims(where, {{"N", n}, {"C", c}, {"out_h", oh}, {"out_w", ow}, {"h", h}, {"w", w}});
+        const bool half = half_dtype(dtype, where);
+        py::gil_scoped_release release;
+        cuda::resize_bilinear_backward(grad_out, grad_in, n * c, h, w, oh, ow, align_corners, half, stream);
+      },
+      arg("grad_out_ptr"), arg("N"), arg("C"), arg("out_h"), arg("out_w"), arg("grad_in_ptr"), arg("h"), arg("w"),
+      arg("align_corners") = false, arg("dtype") = "float32", arg("stream") = 0,
+      "Gradient of resize_bilinear on the device: grad_out [N, C, out_h, out_w] -> grad_in [N, C, h, w] (written, "
+      "not accumulated), float32 or float16; deterministic (no atomics).");
+  cu.def(
       "resize_argmax",
       [](uintptr_t logits, int64_t b, int64_t c, int64_t h, int64_t w, uintptr_t out, int64_t oh, int64_t ow,
          bool align_corners, uintptr_t stream, uintptr_t scores, const std::string& dtype) {

@@ -80,6 +80,22 @@ void resize_bilinear(uintptr_t in, uintptr_t out, int64_t planes, int64_t h, int
   check_launch("resize_bilinear");
 }
 
+void resize_bilinear_backward(uintptr_t grad_out, uintptr_t grad_in, int64_t planes, int64_t h, int64_t w, int64_t oh,
+                              int64_t ow, bool align_corners, bool half, uintptr_t stream) {
+  const float sy = bilinear_scale(h, oh, align_corners), sx = bilinear_scale(w, ow, align_corners);
+  const unsigned grid = blocks_for(planes * h * w);
+  if (half) {
+    resize_bilinear_backward_kernel<__half><<<grid, kThreads, 0, as_stream(stream)>>>(
+        reinterpret_cast<const __half*>(grad_out), reinterpret_cast<__half*>(grad_in), planes, int(h), int(w), int(oh),
+        int(ow), sy, sx, align_corners);
+  } else {
+    resize_bilinear_backward_kernel<float><<<grid, kThreads, 0, as_stream(stream)>>>(
+        reinterpret_cast<const float*>(grad_out), reinterpret_cast<float*>(grad_in), planes, int(h), int(w), int(oh),
+        int(ow), sy, sx, align_corners);
+  }
+  check_launch("resize_bilinear_backward");
+}
+
 template <typename T>
 void launch_argmax(uintptr_t logits, uintptr_t labels, uintptr_t scores, int64_t batch, int64_t channels, int64_t h,
                    int64_t w, int64_t oh, int64_t ow, bool align_corners, cudaStream_t stream) {

@@ -16,6 +16,10 @@ void preprocess(uintptr_t img, int64_t h, int64_t w, uintptr_t out, int64_t oh, 
 void resize_bilinear(uintptr_t in, uintptr_t out, int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow,
                      bool align_corners, bool half, uintptr_t stream);
 
+// Gradient of resize_bilinear: grad_out [planes, oh, ow] -> grad_in [planes, h, w] (overwritten), no atomics.
+void resize_bilinear_backward(uintptr_t grad_out, uintptr_t grad_in, int64_t planes, int64_t h, int64_t w, int64_t oh,
+                              int64_t ow, bool align_corners, bool half, uintptr_t stream);
+
 void resize_argmax(uintptr_t logits, uintptr_t labels, uintptr_t scores, int64_t batch, int64_t channels, int64_t h,
                    int64_t w, int64_t oh, int64_t ow, bool align_corners, bool half, uintptr_t stream);
 
