@@ -47,7 +47,8 @@ def _cfg(tmp: Path, **train: object) -> dict:
 
 
 def test_bf16_amp_adamw_ohem_dice_run(tmp_path: Path) -> None:
-    cfg = config_from_dict(_cfg(tmp_path, amp="bf16", optimizer="adamw", lr=1e-3, clip_grad=1.0, warmup_iters=1,
+    cfg = config_from_dict(_cfg(tmp_path, amp="bf16", optimizer="adamw", channels_last=True, lr=1e-3, clip_grad=1.0,
+                                warmup_iters=1,
                                 schedule="cosine", loss=[{"name": "ohem", "thresh": 0.7, "min_kept": 100},
                                                          {"name": "dice", "weight": 0.5}]))
     metrics = train(cfg, quiet=True)
@@ -79,3 +80,15 @@ def test_uint8_augment_pipeline_and_named_dataset(tmp_path: Path) -> None:
     ])
     metrics = train(config_from_dict(raw), quiet=True)
     assert 0.0 <= metrics["mIoU"] <= 1.0
+
+
+def test_training_process_keeps_active_openmp_wait() -> None:
+    """The engine's OMP_WAIT_POLICY=PASSIVE (good for inference) must not slow training processes down."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = "import os, engine.cli, training.train; print(os.environ.get('OMP_WAIT_POLICY'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == "None"

@@ -68,6 +68,8 @@ def train(cfg: Config, resume: str | Path | None = None, quiet: bool = False,
     train_ds, val_ds = open_datasets(cfg)
     device = torch.device(t.device if t.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     model = build_model(cfg, train_ds.num_classes).to(device)
+    fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
     opt = build_optimizer(model, t.optimizer, t.lr, t.weight_decay, t.momentum, t.head_lr_mult)
     loss_fn = build_loss(t.loss, t.ignore_index, train_ds.num_classes)
     autocast = _autocast(t.amp, device)
@@ -100,7 +102,8 @@ def train(cfg: Config, resume: str | Path | None = None, quiet: bool = False,
     for it in bar:
         lr = lr_at(it, t.iters, t.lr, t.schedule, t.power, t.min_lr, t.warmup_iters)
         set_lr(opt, lr)
-        x, y = (v.to(device) for v in batcher.next())
+        x, y = batcher.next()
+        x, y = x.to(device, memory_format=fmt), y.to(device)
         with autocast:
             logits, aux = model.forward_with_aux(x)
             loss = loss_fn(logits.float(), y) + sum(t.aux_weight * loss_fn(a.float(), y) for a in aux)
