@@ -32,7 +32,7 @@ def _export(a: argparse.Namespace) -> int:
 def _eval(a: argparse.Namespace) -> int:
     import engine
     from training.data import SegFolderDataset
-    from training.evaluate import evaluate_predictor
+    from training.metrics import evaluate_predictor  # numpy only: model files are evaluated without torch
 
     ds = SegFolderDataset(a.data, a.split)
     if a.model.endswith((".pt", ".pth")):

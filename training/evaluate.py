@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from training.data.transforms import normalize, resize_image, to_tensor
-from training.metrics import ConfusionMatrix
+from training.metrics import ConfusionMatrix, evaluate_predictor
+
+__all__ = ["evaluate_model", "evaluate_predictor", "predict_labels"]
 
 
 @torch.no_grad()
@@ -32,13 +34,4 @@ def evaluate_model(model: torch.nn.Module, dataset: Any, input_size: tuple[int, 
     for i in range(len(dataset)):
         s = dataset[i]
         cm.update(predict_labels(model, s["image"], input_size, mean, std).numpy(), s["mask"])
-    return cm.compute(list(dataset.classes))
-
-
-def evaluate_predictor(predictor: Any, dataset: Any) -> dict[str, Any]:
-    """The same metrics for an ``engine.Predictor`` (any deployed model file)."""
-    cm = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
-    for i in range(len(dataset)):
-        s = dataset[i]
-        cm.update(predictor.run(s["image"]), s["mask"])
     return cm.compute(list(dataset.classes))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -55,3 +57,12 @@ class ConfusionMatrix:
             "mDice": mean(dice),
             "per_class_IoU": {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, iou)},
         }
+
+
+def evaluate_predictor(predictor: Any, dataset: Any) -> dict:
+    """pixAcc / mIoU / per-class IoU of an ``engine.Predictor`` (any deployed model file) on a dataset."""
+    cm = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
+    for i in range(len(dataset)):
+        s = dataset[i]
+        cm.update(predictor.run(s["image"]), s["mask"])
+    return cm.compute(list(dataset.classes))
