@@ -43,7 +43,8 @@ asan: $(DEPS)
 	SEGRT_SANITIZE=1 SEGRT_CUDA=OFF $(BIN)/python setup.py -q build_ext --inplace --build-temp build/asan
 	rm -f $(NATIVE)
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-	  ASAN_OPTIONS=detect_leaks=0 $(BIN)/python -m pytest -q tests/test_ops.py tests/test_ops_errors.py
+	  ASAN_OPTIONS=detect_leaks=0 $(BIN)/python -m pytest -q -p no:cacheprovider \
+	  tests/test_ops.py tests/test_ops_errors.py tests/test_cca.py tests/test_resize_op.py
 
 clean:
 	rm -rf build $(VENV) engine/_C*.so demo_out work_dirs
