@@ -8,9 +8,10 @@ softmax. Arrays are never copied or converted silently: pass C-contiguous float3
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import numpy as np
+
+from engine.ops import _array as ops_array
+from engine.ops import _native
 
 __all__ = [
     "criss_cross_attention",
@@ -18,35 +19,11 @@ __all__ = [
     "criss_cross_attention_reference",
 ]
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _native() -> ModuleType:
-    """The compiled extension, imported on first use so that ``import engine`` works without it."""
-    try:
-        from engine import _C
-    except ImportError as err:  # pragma: no cover - depends on the build
-        raise ImportError(
-            "engine._C is not built; run `pip install --no-build-isolation --no-deps -e .` in the repository"
-        ) from err
-    return _C
-
-
 def _array(where: str, name: str, a: object, ndim: int, layout: str, dtype: np.dtype | None) -> np.ndarray:
-    """A non-empty C-contiguous float32/float64 ndarray of rank ``ndim`` (and of ``dtype`` when given)."""
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{where}: {name} must be a numpy.ndarray, got {type(a).__name__}")
-    if dtype is None and a.dtype not in FLOAT_DTYPES:
-        raise ValueError(f"{where}: {name} must have dtype float32 or float64, got {a.dtype}")
-    if dtype is not None and a.dtype != dtype:
+    """engine.ops' array check, float32/float64; with ``dtype``, also equal to q's."""
+    if dtype is not None and isinstance(a, np.ndarray) and a.dtype != dtype:
         raise ValueError(f"{where}: {name} must have the dtype of q ({dtype}), got {a.dtype}")
-    if a.ndim != ndim:
-        raise ValueError(f"{where}: {name} must be {ndim}-D {layout}, got shape {tuple(a.shape)}")
-    if a.size == 0:
-        raise ValueError(f"{where}: {name} must not be empty, got shape {tuple(a.shape)}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{where}: {name} must be C-contiguous (use numpy.ascontiguousarray)")
-    return a
+    return ops_array(where, name, a, (np.float32, np.float64), ndim, layout)
 
 
 def _check_qkv(where: str, q: object, k: object, v: object) -> None:
