@@ -92,3 +92,35 @@ def test_training_process_keeps_active_openmp_wait() -> None:
     code = "import os, engine.cli, training.train; print(os.environ.get('OMP_WAIT_POLICY'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == "None"
+
+
+def test_ema_logs_and_plots(tmp_path: Path) -> None:
+    train(config_from_dict(_cfg(tmp_path, ema=0.9, iters=4, eval_interval=2, checkpoint_interval=2)), quiet=True)
+    work = tmp_path / "work"
+    ckpt = load_checkpoint(work / "last.pt")
+    raw, avg = ckpt["train_state_dict"], ckpt["state_dict"]
+    assert raw.keys() == avg.keys()
+    assert any(not torch.equal(raw[k], avg[k]) for k in raw if raw[k].is_floating_point())
+    rows = (work / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("iter,loss,lr") and len(rows) >= 3
+    assert (work / "curves.png").stat().st_size > 0 and (work / "confusion.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="ema"):
+        train(config_from_dict(_cfg(tmp_path / "bad", ema=1.5)), quiet=True)
+
+
+def test_resume_with_ema_continues_exactly(tmp_path: Path) -> None:
+    torch.use_deterministic_algorithms(True)
+    try:
+        full = _cfg(tmp_path, ema=0.9, iters=4, checkpoint_interval=2, eval_interval=100)
+        train(config_from_dict(full), quiet=True)
+        split = _cfg(tmp_path, ema=0.9, iters=4, checkpoint_interval=2, eval_interval=100)
+        split["work_dir"] = str(tmp_path / "split")
+        train(config_from_dict(split), quiet=True, stop_after=2)
+        train(config_from_dict(split), resume="auto", quiet=True)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    a = load_checkpoint(tmp_path / "work" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "last.pt")
+    for key in ("state_dict", "train_state_dict"):
+        for k in a[key]:
+            assert torch.equal(a[key][k], b[key][k]), (key, k)

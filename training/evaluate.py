@@ -27,10 +27,11 @@ def predict_labels(model: torch.nn.Module, img: Any, input_size: tuple[int, int]
 
 
 def evaluate_model(model: torch.nn.Module, dataset: Any, input_size: tuple[int, int] | None, mean: tuple,
-                   std: tuple) -> dict[str, Any]:
-    """pixAcc / mIoU / per-class IoU of ``model`` on every sample of ``dataset``."""
+                   std: tuple, confusion: ConfusionMatrix | None = None) -> dict[str, Any]:
+    """pixAcc / mIoU / per-class IoU of ``model`` on every sample of ``dataset``; pass an empty ``confusion`` to
+    also get the accumulated matrix."""
     model.eval()
-    cm = ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
+    cm = confusion if confusion is not None else ConfusionMatrix(dataset.num_classes, dataset.ignore_index)
     for i in range(len(dataset)):
         s = dataset[i]
         cm.update(predict_labels(model, s["image"], input_size, mean, std).numpy(), s["mask"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from pathlib import Path
@@ -18,8 +17,10 @@ from training.checkpoint import load_checkpoint, save_atomic
 from training.config import Config
 from training.evaluate import evaluate_model
 from training.losses import build_loss
+from training.metrics import ConfusionMatrix
 from training.models import build
 from training.optim import build_optimizer, lr_at, set_lr
+from training.runlog import RunLog
 
 
 def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
@@ -38,6 +39,17 @@ def model_meta(cfg: Config, ds: Any, model: torch.nn.Module) -> dict[str, Any]:
         "output_stride": int(getattr(model, "output_stride", 8)), "align_corners": False,
         "model": f"{cfg.model.name}_{cfg.model.backbone}", "ignore_index": ds.ignore_index,
     }
+
+
+def _ema_model(model: torch.nn.Module, decay: float | None) -> Any:
+    """An exponential moving average of ``model``'s weights (and buffers), or None when ``decay`` is None."""
+    if decay is None:
+        return None
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"train.ema must be a decay in (0, 1), got {decay!r}")
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _autocast(amp: str | None, device: torch.device) -> Any:
@@ -76,10 +88,14 @@ def train(cfg: Config, resume: str | Path | None = None, quiet: bool = False,
     scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
     batcher = Batcher(train_ds, cfg, t.seed)
     meta = model_meta(cfg, train_ds, model)
+    ema = _ema_model(model, t.ema)
     start, best = 0, -1.0
     if resume:
         ckpt = load_checkpoint(work / "last.pt" if str(resume) == "auto" else resume)
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(ckpt["train_state_dict"] if "train_state_dict" in ckpt else ckpt["state_dict"])
+        if ema is not None:
+            ema.module.load_state_dict(ckpt["state_dict"])
+            ema.n_averaged.fill_(int(ckpt["iter"]))
         opt.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt.get("scaler") or {})
         start, best = int(ckpt["iter"]), float(ckpt.get("best_mIoU", -1.0))
@@ -90,11 +106,12 @@ def train(cfg: Config, resume: str | Path | None = None, quiet: bool = False,
         if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
             raise FloatingPointError(f"weights became non-finite by iteration {it}; the last good state is kept "
                                      f"in {work / 'last.pt'}")
-        save_atomic({"state_dict": state, "optimizer": opt.state_dict(), "iter": it,
+        extra = {} if ema is None else {"state_dict": ema.module.state_dict(), "train_state_dict": state}
+        save_atomic({"state_dict": state, **extra, "optimizer": opt.state_dict(), "iter": it,
                      "scaler": scaler.state_dict(), "config": cfg.to_dict(), "meta": meta, "best_mIoU": best,
                      "rng": batcher.state(), "metrics": metrics or {}}, work / name)
 
-    log = (work / "log.jsonl").open("a")
+    log = RunLog(work)
     metrics: dict[str, Any] = {}
     t0 = time.time()
     bar = tqdm(range(start, t.iters), initial=start, total=t.iters, desc="train", disable=quiet, dynamic_ncols=True)
@@ -118,16 +135,20 @@ def train(cfg: Config, resume: str | Path | None = None, quiet: bool = False,
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
         scaler.step(opt)
         scaler.update()
+        if ema is not None:
+            ema.update_parameters(model)
         done = it + 1
         if done % t.log_interval == 0 or done == t.iters:
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4f}")
-            log.write(json.dumps({"iter": done, "loss": loss.item(), "lr": lr, "time": time.time() - t0}) + "\n")
-            log.flush()
+            log.write(iter=done, loss=loss.item(), lr=lr, time=time.time() - t0)
         timed_out = t.max_minutes is not None and time.time() - t0 > 60 * t.max_minutes
         if done % t.eval_interval == 0 or done == t.iters or timed_out:
-            metrics = evaluate_model(model, val_ds, cfg.data.input_size, cfg.data.mean, cfg.data.std)
+            cm = ConfusionMatrix(val_ds.num_classes, val_ds.ignore_index)
+            metrics = evaluate_model(model if ema is None else ema.module, val_ds, cfg.data.input_size,
+                                     cfg.data.mean, cfg.data.std, confusion=cm)
             model.train()
-            log.write(json.dumps({"iter": done, **{k: metrics[k] for k in ("mIoU", "pixAcc")}}) + "\n")
+            log.write(iter=done, **{k: metrics[k] for k in ("mIoU", "pixAcc", "mAcc")})
+            log.plot(cm.mat, list(val_ds.classes))
             bar.write(f"iter {done}: mIoU {metrics['mIoU']:.4f} pixAcc {metrics['pixAcc']:.4f}")
             if metrics["mIoU"] > best:
                 best = metrics["mIoU"]
