@@ -57,18 +57,22 @@ class Predictor:
     ``mode="slide"`` runs sliding windows of ``crop_size`` every ``stride`` pixels over the image at its own
     size (times each scale); ``scales`` and ``flip`` average logits over resized and mirrored copies. A
     Predictor reuses its buffers, so one instance must not be used from two threads at once.
+    ``precision`` ("fp16"/"bf16"), ``compile`` and ``cuda_graphs`` apply to torch artifacts (.pt/.pth/.pt2).
     """
 
     def __init__(self, path: str | Path | Backend, device: str = "auto", backend: str = "auto",
                  threads: int | None = None, input_size: tuple[int, int] | None = None, *,
                  mode: str = "whole", crop_size: int | Sequence[int] | None = None,
                  stride: int | Sequence[int] | None = None, scales: Sequence[float] = (1.0,),
-                 flip: bool = False, batch_size: int = 8, palette: str | None = None) -> None:
+                 flip: bool = False, batch_size: int = 8, palette: str | None = None,
+                 precision: str | None = None, compile: bool = False, cuda_graphs: bool = False) -> None:
         if isinstance(path, Backend):
             self.path, self.backend = Path(getattr(path, "path", "<backend>")), path
         else:
             self.path = Path(path)
-            self.backend = open_backend(self.path, backend=backend, device=device, threads=threads)
+            torch_opts = {k: v for k, v in (("precision", precision), ("compile", compile),
+                                              ("cuda_graphs", cuda_graphs)) if v}
+            self.backend = open_backend(self.path, backend=backend, device=device, threads=threads, **torch_opts)
         self.meta: ModelMeta = self.backend.meta
         if input_size is not None:
             self.meta.input_size = _pair(input_size, "input_size")

@@ -6,9 +6,18 @@ from pathlib import Path
 
 from engine.backends.base import Backend
 
+SUFFIXES = {".onnx": "onnxruntime", ".plan": "tensorrt", ".engine": "tensorrt", ".pt": "torch", ".pth": "torch",
+            ".pt2": "torch"}
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 
-def open_backend(path: str | Path, backend: str = "auto", device: str = "auto", threads: int | None = None) -> Backend:
-    """Open ``path`` with the backend its suffix (or ``backend``) names."""
+
+def open_backend(path: str | Path, backend: str = "auto", device: str = "auto", threads: int | None = None,
+                 **options: object) -> Backend:
+    """Open ``path`` with the backend its suffix (or ``backend``) names.
+
+    ``options`` go to the torch backend (``precision``, ``compile``, ``cuda_graphs``); the other runtimes take
+    none (a TensorRT engine's precision is fixed when it is built).
+    """
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"model file not found: {p}")
@@ -17,12 +26,12 @@ def open_backend(path: str | Path, backend: str = "auto", device: str = "auto", 
     name = backend
     if name == "auto":
         suffix = p.suffix.lower()
-        if suffix == ".onnx":
-            name = "onnxruntime"
-        elif suffix in (".plan", ".engine"):
-            name = "tensorrt"
-        else:
-            raise ValueError(f"{p}: cannot tell the backend from the suffix {suffix!r} (supported: .onnx)")
+        if suffix not in SUFFIXES:
+            raise ValueError(f"{p}: cannot tell the backend from the suffix {suffix!r} "
+                             f"(supported: {', '.join(SUFFIXES)}; or pass backend=)")
+        name = SUFFIXES[suffix]
+    if options and name not in ("torch", "pytorch"):
+        raise ValueError(f"options {sorted(options)} apply to the torch backend only, not {name}")
     if name in ("onnxruntime", "ort"):
         from engine.backends.onnxruntime import OnnxRuntimeBackend
 
@@ -31,7 +40,11 @@ def open_backend(path: str | Path, backend: str = "auto", device: str = "auto", 
         from engine.backends.tensorrt import TensorRTBackend
 
         return TensorRTBackend(p, device=device, threads=threads)
-    raise ValueError(f"unknown backend {backend!r} (known: auto, onnxruntime)")
+    if name in ("torch", "pytorch"):
+        from engine.backends.torch import TorchBackend  # imports torch itself, lazily (ImportError names the extra)
+
+        return TorchBackend(p, device=device, threads=threads, **options)  # type: ignore[arg-type]
+    raise ValueError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
 
 
 __all__ = ["Backend", "open_backend"]
