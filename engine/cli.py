@@ -151,6 +151,29 @@ def _demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _quantize(a: argparse.Namespace) -> int:
+    from engine.quantize import compare, quantize_model, write_report
+
+    out = quantize_model(a.model, a.calib, a.output, num_images=a.num_images or None, method=a.method,
+                         per_channel=a.per_channel, activation_type=a.activation_type, weight_type=a.weight_type,
+                         reduce_range=a.reduce_range, nodes_to_exclude=a.exclude)
+    print(f"wrote {out}")
+    if a.report:
+        result = compare(a.model, out, a.report, split=a.split, threads=a.threads, runs=a.runs, warmup=a.warmup)
+        name = a.name or f"quantize_{Path(a.model).stem}"
+        command = (f"segrt quantize {a.model} --calib {a.calib} -o {a.output} --num-images {a.num_images} "
+                   f"--method {a.method} --{'' if a.per_channel else 'no-'}per-channel --activation-type "
+                   f"{a.activation_type} --weight-type {a.weight_type}{' --reduce-range' if a.reduce_range else ''}"
+                   f"{' --exclude ' + ' '.join(a.exclude) if a.exclude else ''} --report {a.report} --split {a.split}"
+                   f"{f' --threads {a.threads}' if a.threads else ''} --runs {a.runs} --warmup {a.warmup}")
+        from engine.quantize import markdown
+
+        print(markdown(result, command))
+        for f in write_report(result, a.out_dir, name, command):
+            print(f"wrote {f}")
+    return 0
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", required=True, help="model file (.onnx)")
     p.add_argument("--palette", default=None, help="voc, cityscapes, ade20k or camvid (default: the model's)")
@@ -220,6 +243,25 @@ def build_parser() -> argparse.ArgumentParser:
     bl = sub.add_parser("build", help="build a TensorRT engine (.plan) from an ONNX model (needs TensorRT)")
     add_build_arguments(bl)
     bl.set_defaults(func=run_build)
+    q = sub.add_parser("quantize", help="int8 static quantization of an ONNX model for ONNX Runtime (QDQ)")
+    q.add_argument("model", help="fp32 .onnx model with segrt metadata")
+    q.add_argument("--calib", required=True, metavar="DIR", help="image folder or dataset root (uses images/train)")
+    q.add_argument("-o", "--output", required=True, help="int8 .onnx to write")
+    q.add_argument("--num-images", type=int, default=64, help="calibration images (0: all)")
+    q.add_argument("--method", default="minmax", choices=("minmax", "entropy", "percentile"))
+    q.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True)
+    q.add_argument("--activation-type", default="uint8", choices=("uint8", "int8"))
+    q.add_argument("--weight-type", default="int8", choices=("uint8", "int8"))
+    q.add_argument("--reduce-range", action="store_true", help="7-bit weights (for CPUs without VNNI)")
+    q.add_argument("--exclude", nargs="*", default=[], metavar="NODE", help="node names kept in float")
+    q.add_argument("--report", default=None, metavar="DATA", help="also compare fp32 vs int8 on this dataset root")
+    q.add_argument("--split", default="val")
+    q.add_argument("--threads", type=int, default=None)
+    q.add_argument("--runs", type=int, default=30)
+    q.add_argument("--warmup", type=int, default=5)
+    q.add_argument("--out-dir", default="benchmarks/results")
+    q.add_argument("--name", default=None, help="report file stem (default: quantize_MODEL)")
+    q.set_defaults(func=_quantize)
     d = sub.add_parser("demo", help="synthetic data -> train -> evaluate -> export -> engine on video")
     d.add_argument("--out", default="demo_out")
     d.add_argument("--minutes", type=float, default=None, help="cap on training time")
