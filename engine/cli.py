@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,7 +19,8 @@ def _train(a: argparse.Namespace) -> int:
     if a.work_dir:
         cfg.work_dir = a.work_dir
     metrics = train(cfg, resume=a.resume)
-    print(json.dumps({k: metrics.get(k) for k in ("mIoU", "pixAcc")}))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line, not one per process
+        print(json.dumps({k: metrics.get(k) for k in ("mIoU", "pixAcc")}))
     return 0
 
 

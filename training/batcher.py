@@ -30,11 +30,25 @@ class Batcher:
     (bilinear, align_corners=False, no antialias). With ``data.augment`` (a list of transform dicts, see
     training.data.augment) that uint8 pipeline runs instead; it must end in fixed-size crops or padding.
     ``data.cache`` keeps decoded uint8 samples in memory (small datasets only).
+
+    Distributed training: every rank holds the same shared generator and draws the same *global* batch of
+    ``train.batch_size`` (dataset index, augmentation seed) pairs, a fixed amount of randomness per sample; rank
+    ``r`` of ``world`` then loads and augments only samples ``[r * b, (r + 1) * b)`` (``b = batch_size / world``),
+    each with ``np.random.default_rng(seed)``. So the generators stay in step on every rank, the union of the
+    ranks' batches is exactly the single-process batch, and ``state``/``load_state`` resume exactly.
     """
 
-    def __init__(self, ds: Any, cfg: Config, seed: int) -> None:
+    def __init__(self, ds: Any, cfg: Config, seed: int, rank: int = 0, world: int = 1) -> None:
+        bs = cfg.train.batch_size
+        if world < 1 or not 0 <= rank < world:
+            raise ValueError(f"rank {rank} out of range for world size {world}")
+        if bs < 1 or bs % world:
+            raise ValueError(f"train.batch_size={bs} (the global batch) must be a positive multiple of the number "
+                             f"of processes ({world})")
         self.ds = ds
         self.cfg = cfg
+        self.rank, self.world = rank, world
+        self.local_batch = bs // world
         self.rng = np.random.default_rng(seed)
         self.order: list[int] = []
         self.pipeline = build_pipeline(cfg.data.augment) if cfg.data.augment else None
@@ -47,24 +61,32 @@ class Batcher:
             self.cache[i] = self.ds[i]
         return self.cache[i]
 
-    def _augment(self, s: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def _augment(self, s: dict, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         d = self.cfg.data
         if self.pipeline is not None:
-            s = self.pipeline({"image": s["image"], "mask": s["mask"]}, self.rng)
+            s = self.pipeline({"image": s["image"], "mask": s["mask"]}, rng)
             return torch.tensor(s["image"]).permute(2, 0, 1).float(), torch.tensor(s["mask"])
         img = torch.tensor(s["image"]).permute(2, 0, 1).float()
         base = d.input_size[0] if d.input_size else None
         return random_scale_crop_flip(img, torch.tensor(s["mask"]), tuple(d.crop_size), tuple(d.scale_range),
-                                      d.flip, self.rng, self.cfg.train.ignore_index, base_height=base)
+                                      d.flip, rng, self.cfg.train.ignore_index, base_height=base)
 
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """One batch: images [B,3,h,w] normalized float32, labels [B,h,w] int64."""
-        d = self.cfg.data
-        imgs, masks = [], []
+    def draw(self) -> list[tuple[int, int]]:
+        """The next global batch as (dataset index, augmentation seed) pairs; identical on every rank."""
+        picks = []
         for _ in range(self.cfg.train.batch_size):
             if not self.order:
                 self.order = [int(i) for i in self.rng.permutation(len(self.ds))]
-            img, mask = self._augment(self._sample(self.order.pop()))
+            picks.append((self.order.pop(), int(self.rng.integers(0, 2**63 - 1))))
+        return picks
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's part of the next batch: images [b,3,h,w] normalized float32, labels [b,h,w] int64."""
+        d = self.cfg.data
+        picks = self.draw()[self.rank * self.local_batch:(self.rank + 1) * self.local_batch]
+        imgs, masks = [], []
+        for i, seed in picks:
+            img, mask = self._augment(self._sample(i), np.random.default_rng(seed))
             imgs.append(normalize(img, d.mean, d.std))
             masks.append(mask)
         shapes = {tuple(m.shape) for m in masks}
@@ -74,11 +96,18 @@ class Batcher:
         return torch.stack(imgs), torch.stack(masks).long()
 
     def state(self) -> dict[str, Any]:
-        """RNG and epoch-order state, for exact resume."""
+        """RNG and epoch-order state, for exact resume (``torch`` is this process's torch RNG state)."""
         return {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state, "order": list(self.order)}
 
     def load_state(self, st: dict[str, Any]) -> None:
-        """Restore what ``state`` returned."""
-        torch.set_rng_state(st["torch"])
+        """Restore what ``state`` returned. A distributed checkpoint may hold ``torch_ranks`` (every rank's torch
+        RNG state): each rank takes its own when the number of processes is unchanged. Otherwise a single process
+        takes ``torch`` and ranks of a multi-process run keep their own seeding (the data sequence still continues
+        exactly; only random layers such as dropout draw differently)."""
+        ranks = st.get("torch_ranks")
+        if ranks is not None and len(ranks) == self.world:
+            torch.set_rng_state(ranks[self.rank])
+        elif self.world == 1:
+            torch.set_rng_state(st["torch"])
         self.rng.bit_generator.state = st["numpy"]
         self.order = [int(i) for i in st["order"]]

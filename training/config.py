@@ -59,6 +59,9 @@ class TrainCfg:
     keeps an exponential moving average of the weights, which is evaluated, exported and saved as
     ``state_dict``. ``channels_last`` trains in NHWC
     memory format (about 12% faster for ResNets on the CPU here).
+
+    Under torchrun (several processes) ``batch_size`` is the global batch, split evenly over the processes, and
+    ``sync_bn`` makes BatchNorm statistics span the global batch (training.distributed).
     """
 
     iters: int = 1000
@@ -86,6 +89,7 @@ class TrainCfg:
     device: str = "auto"
     threads: int | None = None
     max_minutes: float | None = None
+    sync_bn: bool = True
 
 
 @dataclass

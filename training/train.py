@@ -1,8 +1,15 @@
-"""The training loop: SGD + poly schedule, CE with ignore_index, periodic evaluation, atomic checkpoints, resume."""
+"""The training loop: SGD + poly schedule, CE with ignore_index, periodic evaluation, atomic checkpoints, resume.
+
+Runs in one process or, under ``torchrun --nproc_per_node N -m engine.cli train CONFIG``, as N DistributedDataParallel
+processes (gloo on the CPU, NCCL on CUDA; see training.distributed): ``train.batch_size`` is the global batch split
+over the processes, BatchNorm is synchronised (``train.sync_bn``), evaluation is sharded with the confusion
+matrices summed, and only rank 0 writes logs, plots and checkpoints (the unwrapped model's state dict).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import time
 from pathlib import Path
@@ -12,9 +19,11 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from training import distributed as dist
 from training.batcher import Batcher, open_datasets
 from training.checkpoint import load_checkpoint, save_atomic
 from training.config import Config
+from training.distributed import DatasetShard
 from training.evaluate import evaluate_model
 from training.losses import build_loss
 from training.metrics import ConfusionMatrix
@@ -63,30 +72,74 @@ def _autocast(amp: str | None, device: torch.device) -> Any:
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
+class _WithAux(torch.nn.Module):
+    """Routes ``forward`` to ``forward_with_aux`` so that DistributedDataParallel (which hooks ``forward``) syncs
+    the gradients of the decode and auxiliary heads."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Decode logits and the auxiliary logits."""
+        return self.model.forward_with_aux(x)
+
+
+def _evaluate(model: torch.nn.Module, val_ds: Any, cfg: Config) -> tuple[dict[str, Any], ConfusionMatrix]:
+    """Metrics on the whole validation split: each rank evaluates ``val[rank::world]`` and the confusion
+    matrices are summed, so the metrics equal a single process's."""
+    cm = ConfusionMatrix(val_ds.num_classes, val_ds.ignore_index)
+    part = val_ds if dist.world() == 1 else DatasetShard(val_ds, dist.rank(), dist.world())
+    metrics = evaluate_model(model, part, cfg.data.input_size, cfg.data.mean, cfg.data.std, confusion=cm)
+    if dist.world() > 1:
+        cm.mat = dist.all_reduce(cm.mat)
+        metrics = cm.compute(list(val_ds.classes))
+    return metrics, cm
+
+
 def train(cfg: Config, resume: str | Path | None = None, quiet: bool = False,
           stop_after: int | None = None) -> dict[str, Any]:
     """Train as ``cfg`` says; returns the final evaluation metrics. Writes ``last.pt`` and ``best.pt``.
 
     ``resume`` is a checkpoint path or "auto" (the work dir's last.pt). ``stop_after`` ends the run after
-    that iteration without finishing the schedule, as a kill would (used to test resume).
+    that iteration without finishing the schedule, as a kill would (used to test resume). Under torchrun (or
+    inside a process group the caller created) every process calls this and gets the same metrics.
     """
+    if cfg.train.threads:
+        torch.set_num_threads(int(cfg.train.threads))
+    device = dist.setup(cfg.train.device)
+    try:
+        return _train(cfg, device, resume, quiet, stop_after)
+    finally:
+        dist.cleanup()
+
+
+def _train(cfg: Config, device: torch.device, resume: str | Path | None, quiet: bool,
+           stop_after: int | None) -> dict[str, Any]:
     t = cfg.train
-    if t.threads:
-        torch.set_num_threads(int(t.threads))
+    rank, world = dist.rank(), dist.world()
+    main = rank == 0
     torch.manual_seed(t.seed)
     work = Path(cfg.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    train_ds, val_ds = open_datasets(cfg)
-    device = torch.device(t.device if t.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if main:  # rank 0 writes the config and generates the synthetic dataset before the others open it
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        train_ds, val_ds = open_datasets(cfg)
+    dist.barrier()
+    if not main:
+        train_ds, val_ds = open_datasets(cfg)
+    batcher = Batcher(train_ds, cfg, t.seed, rank=rank, world=world)  # checks batch_size % world first
     model = build_model(cfg, train_ds.num_classes).to(device)
+    if world > 1 and t.sync_bn:
+        model = dist.convert_sync_batchnorm(model)
+    if world > 1:
+        torch.manual_seed(t.seed + rank)  # independent dropout draws per rank (weights come from rank 0 anyway)
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     opt = build_optimizer(model, t.optimizer, t.lr, t.weight_decay, t.momentum, t.head_lr_mult)
     loss_fn = build_loss(t.loss, t.ignore_index, train_ds.num_classes)
     autocast = _autocast(t.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
-    batcher = Batcher(train_ds, cfg, t.seed)
     meta = model_meta(cfg, train_ds, model)
     ema = _ema_model(model, t.ema)
     start, best = 0, -1.0
@@ -100,21 +153,39 @@ def train(cfg: Config, resume: str | Path | None = None, quiet: bool = False,
         scaler.load_state_dict(ckpt.get("scaler") or {})
         start, best = int(ckpt["iter"]), float(ckpt.get("best_mIoU", -1.0))
         batcher.load_state(ckpt["rng"])
+    forward: Any = model.forward_with_aux
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # synced BatchNorm keeps the running statistics identical on every rank: no need to re-broadcast buffers
+        # before each forward (torch >= 2.13 names this forward_sync_buffers; the buffers are still synced at init)
+        sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(
+            DistributedDataParallel.__init__).parameters else "broadcast_buffers"
+        forward = DistributedDataParallel(_WithAux(model), device_ids=[device.index] if device.type == "cuda" else None,
+                                          find_unused_parameters=False, **{sync: not t.sync_bn})
 
     def checkpoint(it: int, name: str, metrics: dict | None = None) -> None:
+        """Collective: every rank checks the weights and contributes its RNG state; rank 0 writes."""
         state = model.state_dict()
-        if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+        finite = all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point())
+        if not dist.all_reduce(torch.tensor(float(finite)), "min").item():
             raise FloatingPointError(f"weights became non-finite by iteration {it}; the last good state is kept "
                                      f"in {work / 'last.pt'}")
-        extra = {} if ema is None else {"state_dict": ema.module.state_dict(), "train_state_dict": state}
-        save_atomic({"state_dict": state, **extra, "optimizer": opt.state_dict(), "iter": it,
-                     "scaler": scaler.state_dict(), "config": cfg.to_dict(), "meta": meta, "best_mIoU": best,
-                     "rng": batcher.state(), "metrics": metrics or {}}, work / name)
+        rng = batcher.state()
+        if world > 1:
+            rng["torch_ranks"] = dist.all_gather_object(rng["torch"])
+        if main:
+            extra = {} if ema is None else {"state_dict": ema.module.state_dict(), "train_state_dict": state}
+            save_atomic({"state_dict": state, **extra, "optimizer": opt.state_dict(), "iter": it,
+                         "scaler": scaler.state_dict(), "config": cfg.to_dict(), "meta": meta, "best_mIoU": best,
+                         "rng": rng, "metrics": metrics or {}}, work / name)
+        dist.barrier()
 
-    log = RunLog(work)
+    log = RunLog(work) if main else None
     metrics: dict[str, Any] = {}
     t0 = time.time()
-    bar = tqdm(range(start, t.iters), initial=start, total=t.iters, desc="train", disable=quiet, dynamic_ncols=True)
+    bar = tqdm(range(start, t.iters), initial=start, total=t.iters, desc="train", disable=quiet or not main,
+               dynamic_ncols=True)
     model.train()
     for it in bar:
         lr = lr_at(it, t.iters, t.lr, t.schedule, t.power, t.min_lr, t.warmup_iters)
@@ -122,14 +193,15 @@ def train(cfg: Config, resume: str | Path | None = None, quiet: bool = False,
         x, y = batcher.next()
         x, y = x.to(device, memory_format=fmt), y.to(device)
         with autocast:
-            logits, aux = model.forward_with_aux(x)
+            logits, aux = forward(x)
             loss = loss_fn(logits.float(), y) + sum(t.aux_weight * loss_fn(a.float(), y) for a in aux)
-        if not math.isfinite(loss.item()):
+        loss_value = dist.all_reduce(loss.detach(), "mean").item()  # the same on every rank
+        if not math.isfinite(loss_value):
             checkpoint(it, "last.pt")  # the weights before this step, if still finite (else it raises)
-            raise FloatingPointError(f"loss became {loss.item()} at iteration {it}; the last good state is kept in "
+            raise FloatingPointError(f"loss became {loss_value} at iteration {it}; the last good state is kept in "
                                      f"{work / 'last.pt'}")
         opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        scaler.scale(loss).backward()  # DDP averages the gradients: the global batch's mean loss
         if t.clip_grad:
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
@@ -138,18 +210,19 @@ def train(cfg: Config, resume: str | Path | None = None, quiet: bool = False,
         if ema is not None:
             ema.update_parameters(model)
         done = it + 1
-        if done % t.log_interval == 0 or done == t.iters:
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4f}")
-            log.write(iter=done, loss=loss.item(), lr=lr, time=time.time() - t0)
+        if log is not None and (done % t.log_interval == 0 or done == t.iters):
+            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.4f}")
+            log.write(iter=done, loss=loss_value, lr=lr, time=time.time() - t0)
         timed_out = t.max_minutes is not None and time.time() - t0 > 60 * t.max_minutes
+        if t.max_minutes is not None and world > 1:  # every rank must stop at the same iteration
+            timed_out = bool(dist.all_reduce(torch.tensor(float(timed_out)), "max").item())
         if done % t.eval_interval == 0 or done == t.iters or timed_out:
-            cm = ConfusionMatrix(val_ds.num_classes, val_ds.ignore_index)
-            metrics = evaluate_model(model if ema is None else ema.module, val_ds, cfg.data.input_size,
-                                     cfg.data.mean, cfg.data.std, confusion=cm)
+            metrics, cm = _evaluate(model if ema is None else ema.module, val_ds, cfg)
             model.train()
-            log.write(iter=done, **{k: metrics[k] for k in ("mIoU", "pixAcc", "mAcc")})
-            log.plot(cm.mat, list(val_ds.classes))
-            bar.write(f"iter {done}: mIoU {metrics['mIoU']:.4f} pixAcc {metrics['pixAcc']:.4f}")
+            if log is not None:
+                log.write(iter=done, **{k: metrics[k] for k in ("mIoU", "pixAcc", "mAcc")})
+                log.plot(cm.mat, list(val_ds.classes))
+                bar.write(f"iter {done}: mIoU {metrics['mIoU']:.4f} pixAcc {metrics['pixAcc']:.4f}")
             if metrics["mIoU"] > best:
                 best = metrics["mIoU"]
                 checkpoint(done, "best.pt", metrics)
@@ -161,5 +234,7 @@ def train(cfg: Config, resume: str | Path | None = None, quiet: bool = False,
             bar.write(f"stopping at iteration {done}: max_minutes={t.max_minutes} reached")
             break
     bar.close()
-    log.close()
+    if log is not None:
+        log.close()
+    dist.barrier()
     return metrics
