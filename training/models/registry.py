@@ -1,14 +1,15 @@
-"""Name -> builder registry for segmentors, and builders for the backbones they share.
+"""Name -> builder registries for segmentors and backbones.
 
-Builders are keyword-only typed functions registered with ``@register("name", capabilities=...)``; ``build`` and
+Segmentor builders are keyword-only typed functions registered with ``@register("name", capabilities=..., tiny=...)``
+(they live in ``training/models/zoo/``, one module per family, all imported by ``training.models``); ``build`` and
 ``build_from_config`` (for YAML configs) check every key against the builder's signature and raise ``ValueError``
 naming any unknown key. :func:`model_info` says what each model supports (ONNX export, dynamic H/W,
-``torch.compile``); ``tests/test_model_matrix.py`` checks every registered model against its declaration.
+``torch.compile``) and gives the tiny configurations ``tests/test_model_matrix.py`` checks it with.
 
-Head widths default to MMSeg's configs: ``channels = in_channels // 4`` on ResNet (512 for R50/R101, 128 for R18),
-512 on MobileNetV2 and for UPerNet (256 for their auxiliary heads), 128 + a 256-channel neck for semantic FPN;
-defaults given in absolute channels are multiplied by the backbone's ``width_scale`` (``base_channels / 64``,
-``widen_factor``), so narrow test models get narrow heads.
+Backbone families register a name pattern with :func:`register_backbone`; ``build_backbone("resnet50")``,
+``build_backbone("mit-b0")`` and so on dispatch on it. Every backbone returns a tuple of NCHW maps and exposes
+``out_channels``, ``out_strides``, ``out_indices``, ``level_indices`` (output layer of each pyramid level 0..3, strides
+4..32), ``in_channels``, ``output_stride`` and ``width_scale`` (1.0 at the reference width).
 """
 
 from __future__ import annotations
@@ -22,27 +23,26 @@ from torch import nn
 
 from .backbones.mobilenet_v2 import MobileNetV2
 from .backbones.resnet import ResNet
-from .heads.aspp import ASPPHead
-from .heads.base import BaseDecodeHead
-from .heads.fcn import FCNHead
-from .heads.fpn_head import FPNHead
-from .heads.psp import PSPHead
-from .heads.sep_aspp import DepthwiseSeparableASPPHead
-from .heads.uper import UPerHead
-from .layers import ALIGN_CORNERS
-from .necks.fpn import FPN
 from .segmentor import Segmentor
 
 Builder = Callable[..., Segmentor]
-Backbone = ResNet | MobileNetV2
+#: ``factory(match, overrides, output_stride) -> backbone`` for a name matched by a registered pattern.
+BackboneFactory = Callable[[re.Match, dict[str, Any], int], nn.Module]
 _REGISTRY: dict[str, Builder] = {}
 _CAPABILITIES: dict[str, dict[str, bool]] = {}
+_TINY: dict[str, list[dict[str, Any]]] = {}
+_BACKBONES: list[tuple[re.Pattern, BackboneFactory, str]] = []
 _COMMON_KEYS = ("num_classes", "backbone", "backbone_kwargs", "aux")
 #: What every model declares: ONNX export (opset 18, standard ops only), dynamic H/W in that export (else only the
 #: batch is dynamic), and ``torch.compile(fullgraph=True)``. ``tests/test_model_matrix.py`` holds models to it.
 CAPABILITY_KEYS = ("onnx", "dynamic_hw", "compile")
 #: Declaration of the models built only from convs, BN, ReLU, bilinear/nearest resizes and global means.
 FULLY_EXPORTABLE: dict[str, bool] = {"onnx": True, "dynamic_hw": True, "compile": True}
+
+#: Tiny test configurations (build keywords) on the two CNN backbones shared by most models.
+TINY_RESNET: dict[str, Any] = {"backbone": "resnet18", "backbone_kwargs": {"base_channels": 8, "stem_channels": 8}}
+TINY_MOBILENETV2: dict[str, Any] = {"backbone": "mobilenetv2", "backbone_kwargs": {"widen_factor": 0.25}}
+TINY_CNN = (TINY_RESNET, TINY_MOBILENETV2)
 
 # Dilated ResNet, output stride 8 (MMSeg "-d8"): the default for FCN, PSPNet, DeepLabV3(+).
 D8 = {"strides": (1, 2, 1, 1), "dilations": (1, 1, 2, 4)}
@@ -56,15 +56,21 @@ MV2_D16 = {"strides": (1, 2, 2, 2, 1, 1, 1), "dilations": (1, 1, 1, 1, 1, 2, 2)}
 MV2_D32 = {"strides": (1, 2, 2, 2, 1, 2, 1), "dilations": (1, 1, 1, 1, 1, 1, 1)}
 _PRESETS = {"resnet": {8: D8, 16: D16, 32: D32}, "mobilenetv2": {8: MV2_D8, 16: MV2_D16, 32: MV2_D32}}
 
-_BACKBONE_RE = re.compile(r"^(?:resnet(18|34|50|101)(?:-(v1b|v1c))?|(mobilenetv2))$")
 
+def register(
+    name: str, capabilities: Mapping[str, bool], tiny: Sequence[Mapping[str, Any]] = TINY_CNN
+) -> Callable[[Builder], Builder]:
+    """Decorator registering a segmentor builder under ``name``.
 
-def register(name: str, capabilities: Mapping[str, bool]) -> Callable[[Builder], Builder]:
-    """Decorator registering a segmentor builder under ``name``; ``capabilities`` must give every key of
-    :data:`CAPABILITY_KEYS` as a bool (e.g. :data:`FULLY_EXPORTABLE`)."""
+    ``capabilities`` must give every key of :data:`CAPABILITY_KEYS` as a bool (e.g. :data:`FULLY_EXPORTABLE`);
+    ``tiny`` lists build keywords (``backbone``, ``backbone_kwargs``, head options) of small instances for the test
+    matrix, the first of which is also exported to ONNX.
+    """
     if set(capabilities) != set(CAPABILITY_KEYS) or not all(isinstance(v, bool) for v in capabilities.values()):
         raise ValueError(f"model {name!r}: capabilities must map exactly {list(CAPABILITY_KEYS)} to bools, "
                          f"got {dict(capabilities)}")
+    if not tiny:
+        raise ValueError(f"model {name!r}: give at least one tiny test configuration")
     caps = dict(capabilities)
 
     def deco(fn: Builder) -> Builder:
@@ -76,6 +82,7 @@ def register(name: str, capabilities: Mapping[str, bool]) -> Callable[[Builder],
             raise TypeError(f"builder for {name!r} must accept keyword arguments {missing}")
         _REGISTRY[name] = fn
         _CAPABILITIES[name] = caps
+        _TINY[name] = [dict(t) for t in tiny]
         return fn
 
     return deco
@@ -93,7 +100,8 @@ def _check_name(name: str) -> None:
 
 def model_info(name: str) -> dict[str, Any]:
     """What the registry knows about model ``name``: ``capabilities`` (``onnx``, ``dynamic_hw``, ``compile``),
-    ``defaults`` (every builder keyword with its default), ``options`` (the model-specific keywords) and ``doc``."""
+    ``defaults`` (every builder keyword with its default), ``options`` (the model-specific keywords), ``tiny``
+    (small test configurations) and ``doc``."""
     _check_name(name)
     fn = _REGISTRY[name]
     params = inspect.signature(fn).parameters
@@ -102,6 +110,7 @@ def model_info(name: str) -> dict[str, Any]:
         "capabilities": dict(_CAPABILITIES[name]),
         "defaults": {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty},
         "options": _head_keys(name),
+        "tiny": [dict(t) for t in _TINY[name]],
         "doc": (inspect.getdoc(fn) or "").split("\n")[0],
     }
 
@@ -125,12 +134,12 @@ def build(
     Args:
         name: registered model name (see :func:`list_models`).
         num_classes: number of output classes.
-        backbone: ``"resnet18"``, ``"resnet34"``, ``"resnet50"``, ``"resnet101"`` (v1c), the same with a ``"-v1b"``
-            suffix (7x7 stem), or ``"mobilenetv2"``; ``None`` means the model's default (``"resnet50"``).
+        backbone: a backbone name (see :func:`backbone_names`), e.g. ``"resnet50"`` (v1c), ``"resnet50-v1b"``
+            (7x7 stem), ``"mobilenetv2"``; ``None`` means the model's default.
         backbone_kwargs: overrides for the backbone (:class:`ResNet`: ``base_channels``, ``stem_channels``,
             ``strides``, ...; :class:`MobileNetV2`: ``widen_factor``, ``strides``, ...), plus ``output_stride``
-            (8, 16 or 32) picking a stride/dilation preset (the model's default otherwise).
-        aux: add MMSeg's FCN auxiliary head on the stride-16 level (training only); ``None``: the model's default.
+            (8, 16 or 32) picking a stride/dilation preset on the CNN backbones.
+        aux: add the model's auxiliary head (training only); ``None``: the model's default.
         **head_kwargs: model-specific head options (see the builder's signature or :func:`model_info`).
     """
     _check_name(name)
@@ -162,251 +171,62 @@ def build_from_config(cfg: Mapping[str, Any]) -> Segmentor:
     return build(name, **kwargs)
 
 
-def build_backbone(spec: str, overrides: Mapping[str, Any] | None = None, output_stride: int = 8) -> Backbone:
-    """Build a backbone from a string such as ``"resnet50"`` (v1c), ``"resnet50-v1b"`` or ``"mobilenetv2"``.
+def register_backbone(pattern: str, factory: BackboneFactory, describe: str) -> None:
+    """Register a backbone family: names fully matching regex ``pattern`` are built by ``factory(match,
+    overrides, output_stride)``; ``describe`` is the human form shown in errors (e.g. ``"mit-b0..b5"``)."""
+    _BACKBONES.append((re.compile(pattern), factory, describe))
 
-    ``output_stride`` (or ``overrides["output_stride"]``) picks the stride/dilation preset (8, 16 or 32);
-    explicit ``strides``/``dilations`` in ``overrides`` win over the preset.
-    """
-    m = _BACKBONE_RE.match(spec)
-    if m is None:
-        raise ValueError(
-            f"unknown backbone {spec!r}; expected resnet18|34|50|101 with optional -v1b/-v1c suffix, or mobilenetv2"
-        )
-    family, cls = ("mobilenetv2", MobileNetV2) if m.group(3) else ("resnet", ResNet)
-    overrides = dict(overrides or {})
-    output_stride = overrides.pop("output_stride", output_stride)
-    if output_stride not in _PRESETS[family]:
-        raise ValueError(f"backbone {spec!r}: output_stride must be one of {sorted(_PRESETS[family])}, "
-                         f"got {output_stride!r}")
-    kwargs: dict[str, Any] = dict(_PRESETS[family][output_stride])
-    if family == "resnet":
-        kwargs.update(depth=int(m.group(1)), deep_stem=m.group(2) != "v1b")
-    params = set(inspect.signature(cls).parameters) - {"depth"}  # depth comes from the name
+
+def backbone_names() -> list[str]:
+    """Human descriptions of every registered backbone family."""
+    return [describe for _, _, describe in _BACKBONES]
+
+
+def check_overrides(spec: str, cls: type, overrides: Mapping[str, Any], fixed: Sequence[str] = ()) -> None:
+    """Raise ``ValueError`` naming the keys of ``overrides`` that ``cls``'s constructor does not take (or that the
+    backbone name already fixes, ``fixed``)."""
+    params = set(inspect.signature(cls).parameters) - set(fixed)
     unknown = sorted(set(overrides) - params)
     if unknown:
-        raise ValueError(f"unknown backbone_kwargs {unknown} for {spec!r}; allowed: "
-                         f"{sorted(params | {'output_stride'})}")
-    kwargs.update(overrides)
-    return cls(**kwargs)
+        allowed = sorted(params | {"output_stride"})
+        raise ValueError(f"unknown backbone_kwargs {unknown} for {spec!r}; allowed: {allowed}")
 
 
-def _level(backbone: Backbone, level: int, what: str) -> int:
-    """Index into the backbone's output tuple of pyramid level ``level`` (0..3: nominal strides 4..32)."""
-    layer = backbone.level_indices[level]
-    if layer not in backbone.out_indices:
-        raise ValueError(f"{what} needs backbone layer {layer} (level {level}) in out_indices, "
-                         f"got {backbone.out_indices}")
-    return backbone.out_indices.index(layer)
+def build_backbone(spec: str, overrides: Mapping[str, Any] | None = None, output_stride: int = 8) -> nn.Module:
+    """Build a backbone from its name, e.g. ``"resnet50"`` (v1c), ``"resnet50-v1b"`` or ``"mobilenetv2"``.
 
-
-def _scaled(backbone: Backbone, channels: int) -> int:
-    """An MMSeg config width (for the full-width backbone) scaled by the backbone's ``width_scale``."""
-    return max(1, round(channels * backbone.width_scale))
-
-
-def _default_channels(backbone: Backbone, in_channels: int, full: int) -> int:
-    """MMSeg's head width: ``in_channels // 4`` on ResNet (512 for R50, 128 for R18), else ``full`` scaled."""
-    return in_channels // 4 if isinstance(backbone, ResNet) else _scaled(backbone, full)
-
-
-def _aux_head(
-    backbone: Backbone, num_classes: int, channels: int | None, align_corners: bool, default: int | None = None
-) -> FCNHead:
-    """MMSeg's auxiliary head: FCNHead on the stride-16 level (R50 stage 3: 1024 -> 256), one conv, dropout 0.1."""
-    idx = _level(backbone, 2, "auxiliary head")
-    in_ch = backbone.out_channels[idx]
-    channels = channels or (_scaled(backbone, default) if default else _default_channels(backbone, in_ch, 256))
-    return FCNHead(
-        in_ch, channels, num_classes=num_classes, in_index=idx, num_convs=1, concat_input=False,
-        dropout_ratio=0.1, align_corners=align_corners,
-    )
-
-
-def _segmentor(
-    bb: Backbone, head: BaseDecodeHead, aux: bool, num_classes: int, aux_channels: int | None, align_corners: bool,
-    aux_default: int | None = None, neck: nn.Module | None = None,
-) -> Segmentor:
-    aux_head = _aux_head(bb, num_classes, aux_channels, align_corners, aux_default) if aux else None
-    return Segmentor(bb, head, aux_head, neck=neck)
-
-
-def _top(bb: Backbone, what: str) -> tuple[int, int]:
-    """(output index, channels) of the coarsest pyramid level, which single-input decode heads read."""
-    idx = _level(bb, 3, what)
-    return idx, bb.out_channels[idx]
-
-
-@register("pspnet", capabilities=FULLY_EXPORTABLE)
-def pspnet(
-    *,
-    num_classes: int,
-    backbone: str = "resnet50",
-    backbone_kwargs: dict[str, Any] | None = None,
-    aux: bool = True,
-    channels: int | None = None,
-    pool_scales: Sequence[int] = (1, 2, 3, 6),
-    dropout_ratio: float = 0.1,
-    aux_channels: int | None = None,
-    align_corners: bool = ALIGN_CORNERS,
-) -> Segmentor:
-    """PSPNet (MMSeg ``pspnet_r*-d8``, ``mobilenet-v2-d8_pspnet``), output stride 8."""
-    bb = build_backbone(backbone, backbone_kwargs, 8)
-    idx, in_ch = _top(bb, "PSPHead")
-    head = PSPHead(
-        in_ch, channels or _default_channels(bb, in_ch, 512), num_classes=num_classes, in_index=idx,
-        pool_scales=tuple(pool_scales), dropout_ratio=dropout_ratio, align_corners=align_corners,
-    )
-    return _segmentor(bb, head, aux, num_classes, aux_channels, align_corners)
-
-
-@register("fcn", capabilities=FULLY_EXPORTABLE)
-def fcn(
-    *,
-    num_classes: int,
-    backbone: str = "resnet50",
-    backbone_kwargs: dict[str, Any] | None = None,
-    aux: bool = True,
-    channels: int | None = None,
-    num_convs: int = 2,
-    kernel_size: int = 3,
-    concat_input: bool = True,
-    dilation: int = 1,
-    dropout_ratio: float = 0.1,
-    aux_channels: int | None = None,
-    align_corners: bool = ALIGN_CORNERS,
-) -> Segmentor:
-    """FCN (MMSeg ``fcn_r*-d8``; ``backbone_kwargs={"output_stride": 16}`` for ``-d16``), output stride 8."""
-    bb = build_backbone(backbone, backbone_kwargs, 8)
-    idx, in_ch = _top(bb, "FCNHead")
-    head = FCNHead(
-        in_ch, channels or _default_channels(bb, in_ch, 512), num_classes=num_classes, in_index=idx,
-        num_convs=num_convs, kernel_size=kernel_size, concat_input=concat_input, dilation=dilation,
-        dropout_ratio=dropout_ratio, align_corners=align_corners,
-    )
-    return _segmentor(bb, head, aux, num_classes, aux_channels, align_corners)
-
-
-def _aspp_dilations(bb: Backbone, dilations: Sequence[int] | None) -> tuple[int, ...]:
-    """MMSeg's ASPP rates: (1, 12, 24, 36) at output stride 8, (1, 6, 12, 18) at 16 (``-d16`` configs)."""
-    if dilations is not None:
-        return tuple(dilations)
-    return {16: (1, 6, 12, 18), 32: (1, 3, 6, 9)}.get(bb.output_stride, (1, 12, 24, 36))
-
-
-@register("deeplabv3", capabilities=FULLY_EXPORTABLE)
-def deeplabv3(
-    *,
-    num_classes: int,
-    backbone: str = "resnet50",
-    backbone_kwargs: dict[str, Any] | None = None,
-    aux: bool = True,
-    channels: int | None = None,
-    dilations: Sequence[int] | None = None,
-    dropout_ratio: float = 0.1,
-    aux_channels: int | None = None,
-    align_corners: bool = ALIGN_CORNERS,
-) -> Segmentor:
-    """DeepLabV3 (MMSeg ``deeplabv3_r*-d8``): ASPP head, output stride 8; ``dilations`` default by stride."""
-    bb = build_backbone(backbone, backbone_kwargs, 8)
-    idx, in_ch = _top(bb, "ASPPHead")
-    head = ASPPHead(
-        in_ch, channels or _default_channels(bb, in_ch, 512), num_classes=num_classes, in_index=idx,
-        dilations=_aspp_dilations(bb, dilations), dropout_ratio=dropout_ratio, align_corners=align_corners,
-    )
-    return _segmentor(bb, head, aux, num_classes, aux_channels, align_corners)
-
-
-@register("deeplabv3plus", capabilities=FULLY_EXPORTABLE)
-def deeplabv3plus(
-    *,
-    num_classes: int,
-    backbone: str = "resnet50",
-    backbone_kwargs: dict[str, Any] | None = None,
-    aux: bool = True,
-    channels: int | None = None,
-    c1_channels: int | None = None,
-    dilations: Sequence[int] | None = None,
-    dropout_ratio: float = 0.1,
-    aux_channels: int | None = None,
-    align_corners: bool = ALIGN_CORNERS,
-) -> Segmentor:
-    """DeepLabV3+ (MMSeg ``deeplabv3plus_r*-d8``, ``mobilenet-v2-d8_deeplabv3plus``): logits at stride 4.
-
-    ``c1_channels`` defaults to MMSeg's 48 for R50/R101 and MobileNetV2 (``c1_in_channels * 48 / 256`` on ResNet:
-    12 for R18), scaled with the backbone width.
+    ``output_stride`` (or ``overrides["output_stride"]``) picks the stride/dilation preset of the CNN backbones
+    (8, 16 or 32); explicit ``strides``/``dilations`` in ``overrides`` win over the preset.
     """
-    bb = build_backbone(backbone, backbone_kwargs, 8)
-    idx, in_ch = _top(bb, "DepthwiseSeparableASPPHead")
-    c1_idx = _level(bb, 0, "DepthwiseSeparableASPPHead low-level branch")
-    c1_in = bb.out_channels[c1_idx]
-    if c1_channels is None:
-        c1_channels = max(1, c1_in * 48 // 256) if isinstance(bb, ResNet) else _scaled(bb, 48)
-    head = DepthwiseSeparableASPPHead(
-        in_ch, channels or _default_channels(bb, in_ch, 512), num_classes=num_classes, in_index=idx,
-        c1_in_channels=c1_in, c1_channels=c1_channels, c1_in_index=c1_idx, dilations=_aspp_dilations(bb, dilations),
-        dropout_ratio=dropout_ratio, align_corners=align_corners,
-    )
-    return _segmentor(bb, head, aux, num_classes, aux_channels, align_corners)
+    if not isinstance(spec, str):
+        raise ValueError(f"backbone must be a name (str), got {type(spec).__name__}")
+    overrides = dict(overrides or {})
+    output_stride = overrides.pop("output_stride", output_stride)
+    for pattern, factory, _ in _BACKBONES:
+        m = pattern.fullmatch(spec)
+        if m is not None:
+            return factory(m, overrides, output_stride)
+    raise ValueError(f"unknown backbone {spec!r}; expected one of: {', '.join(backbone_names())}")
 
 
-@register("upernet", capabilities=FULLY_EXPORTABLE)
-def upernet(
-    *,
-    num_classes: int,
-    backbone: str = "resnet50",
-    backbone_kwargs: dict[str, Any] | None = None,
-    aux: bool = True,
-    channels: int | None = None,
-    pool_scales: Sequence[int] = (1, 2, 3, 6),
-    dropout_ratio: float = 0.1,
-    aux_channels: int | None = None,
-    align_corners: bool = ALIGN_CORNERS,
-) -> Segmentor:
-    """UPerNet (MMSeg ``upernet_r*``): undilated backbone (output stride 32), UPerHead on 4 levels, logits at 4.
+def _cnn_factory(family: str) -> BackboneFactory:
+    def factory(m: re.Match, overrides: dict[str, Any], output_stride: int) -> nn.Module:
+        spec = m.group(0)
+        if output_stride not in _PRESETS[family]:
+            raise ValueError(f"backbone {spec!r}: output_stride must be one of {sorted(_PRESETS[family])}, "
+                             f"got {output_stride!r}")
+        kwargs: dict[str, Any] = dict(_PRESETS[family][output_stride])
+        cls: type = MobileNetV2
+        if family == "resnet":
+            cls = ResNet
+            kwargs.update(depth=int(m.group(1)), deep_stem=m.group(2) != "v1b")
+        check_overrides(spec, cls, overrides, fixed=("depth",))
+        kwargs.update(overrides)
+        return cls(**kwargs)
 
-    ``channels`` defaults to 512 and ``aux_channels`` to 256 for every depth (as MMSeg's R18/R50/R101 configs),
-    scaled with the backbone width.
-    """
-    bb = build_backbone(backbone, backbone_kwargs, 32)
-    idx = tuple(_level(bb, lvl, "UPerHead") for lvl in range(4))
-    head = UPerHead(
-        [bb.out_channels[i] for i in idx], channels or _scaled(bb, 512), num_classes=num_classes, in_index=idx,
-        pool_scales=tuple(pool_scales), dropout_ratio=dropout_ratio, align_corners=align_corners,
-    )
-    return _segmentor(bb, head, aux, num_classes, aux_channels, align_corners, aux_default=256)
+    return factory
 
 
-@register("fpn", capabilities=FULLY_EXPORTABLE)
-def fpn(
-    *,
-    num_classes: int,
-    backbone: str = "resnet50",
-    backbone_kwargs: dict[str, Any] | None = None,
-    aux: bool = False,
-    channels: int | None = None,
-    neck_channels: int | None = None,
-    dropout_ratio: float = 0.1,
-    aux_channels: int | None = None,
-    align_corners: bool = ALIGN_CORNERS,
-) -> Segmentor:
-    """Semantic FPN (MMSeg ``fpn_r*``): FPN neck (256) + FPNHead (128) over 4 levels, logits at stride 4.
-
-    MMSeg's config has no auxiliary head (``aux=False``); with ``aux=True`` one reads the neck's stride-16 map.
-    """
-    bb = build_backbone(backbone, backbone_kwargs, 32)
-    idx = tuple(_level(bb, lvl, "FPN") for lvl in range(4))
-    if idx != tuple(range(len(bb.out_indices))):
-        raise ValueError(f"fpn: the backbone must output exactly its 4 pyramid levels, got out_indices "
-                         f"{bb.out_indices}")
-    neck_ch = neck_channels or _scaled(bb, 256)
-    neck = FPN(bb.out_channels, neck_ch)
-    head = FPNHead(
-        [neck_ch] * 4, channels or _scaled(bb, 128), num_classes=num_classes, in_index=idx,
-        feature_strides=bb.out_strides, dropout_ratio=dropout_ratio, align_corners=align_corners,
-    )
-    aux_head = None
-    if aux:
-        aux_head = FCNHead(neck_ch, aux_channels or _scaled(bb, 256), num_classes=num_classes, in_index=idx[2],
-                           num_convs=1, concat_input=False, dropout_ratio=0.1, align_corners=align_corners)
-    return Segmentor(bb, head, aux_head, neck=neck)
+register_backbone(r"resnet(18|34|50|101)(?:-(v1b|v1c))?", _cnn_factory("resnet"),
+                  "resnet18|34|50|101 with optional -v1b/-v1c suffix")
+register_backbone(r"mobilenetv2", _cnn_factory("mobilenetv2"), "mobilenetv2")

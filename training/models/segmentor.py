@@ -19,17 +19,24 @@ class Segmentor(nn.Module):
         backbone: module returning a tuple of feature maps and exposing ``out_channels`` and ``out_strides``
             (one per output) and ``in_channels`` (image channels).
         decode_head: the main head; its logits have the stride of feature map ``decode_head.output_index``.
-        auxiliary_head: optional training-only head (ignored by ``forward`` and export).
+        auxiliary_head: optional training-only head, or a ``ModuleList`` of them (MMSeg's list of auxiliary
+            heads: ``auxiliary_head.0.*``, ...); ignored by ``forward`` and export.
         neck: optional module mapping the backbone's tuple to another tuple of maps with the same strides (FPN);
             both heads then read the neck's outputs, as in MMSeg's ``extract_feat``.
+        size_divisor: input H and W must be multiples of this (U-Net's 16); 1 for models taking any size.
+
+    Heads that upsample their input (SETR-PUP, U-Net decoders) set ``upsample`` (an int, default 1); the logits
+    then have ``ceil(H / backbone_stride) * upsample`` rows (:meth:`logits_hw`) and ``output_stride`` is
+    ``backbone_stride // upsample`` (at least 1).
     """
 
     def __init__(
         self,
         backbone: nn.Module,
         decode_head: BaseDecodeHead,
-        auxiliary_head: BaseDecodeHead | None = None,
+        auxiliary_head: BaseDecodeHead | nn.ModuleList | None = None,
         neck: nn.Module | None = None,
+        size_divisor: int = 1,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -38,7 +45,12 @@ class Segmentor(nn.Module):
         self.auxiliary_head = auxiliary_head
         self.num_classes: int = decode_head.num_classes
         self.align_corners: bool = decode_head.align_corners
-        self.output_stride: int = int(backbone.out_strides[decode_head.output_index])
+        self.feature_stride: int = int(backbone.out_strides[decode_head.output_index])
+        self.upsample: int = int(getattr(decode_head, "upsample", 1))
+        self.output_stride: int = max(1, self.feature_stride // self.upsample)
+        if size_divisor < 1:
+            raise ValueError(f"Segmentor: size_divisor must be >= 1, got {size_divisor}")
+        self.size_divisor = int(size_divisor)
         self.in_channels: int = int(getattr(backbone, "in_channels", 3))
 
     def _check_input(self, x: Tensor) -> None:
@@ -48,6 +60,16 @@ class Segmentor(nn.Module):
             )
         if not x.is_floating_point():
             raise ValueError(f"Segmentor: expected a floating-point input, got dtype {x.dtype}")
+        d = self.size_divisor
+        if d > 1 and not (isinstance(x.shape[2], int) and isinstance(x.shape[3], int)):
+            return
+        if d > 1 and (x.shape[2] % d or x.shape[3] % d):
+            raise ValueError(f"Segmentor: input H and W must be multiples of {d}, got {tuple(x.shape[2:])}")
+
+    def logits_hw(self, h: int, w: int) -> tuple[int, int]:
+        """Spatial size of the logits for an ``h x w`` input."""
+        s, up = self.feature_stride, self.upsample
+        return -(-h // s) * up, -(-w // s) * up
 
     def forward(self, x: Tensor) -> Tensor:
         """Decode-head logits ``[B, num_classes, H/stride, W/stride]`` (not resized to the input)."""
@@ -63,5 +85,6 @@ class Segmentor(nn.Module):
         """Decode logits and the list of auxiliary logits (empty without an auxiliary head), for training."""
         self._check_input(x)
         feats = self.extract_feat(x)
-        aux = [] if self.auxiliary_head is None else [self.auxiliary_head(feats)]
+        heads = self.auxiliary_head if isinstance(self.auxiliary_head, nn.ModuleList) else [self.auxiliary_head]
+        aux = [head(feats) for head in heads if head is not None]
         return self.decode_head(feats), aux
