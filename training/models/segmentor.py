@@ -82,9 +82,14 @@ class Segmentor(nn.Module):
         return feats if self.neck is None else self.neck(feats)
 
     def forward_with_aux(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Decode logits and the list of auxiliary logits (empty without an auxiliary head), for training."""
+        """Decode logits and the list of auxiliary logits, for training: first the decode head's own extra outputs
+        (a head with ``forward_train(feats) -> (logits, [extra logits])``), then one per auxiliary head."""
         self._check_input(x)
         feats = self.extract_feat(x)
         heads = self.auxiliary_head if isinstance(self.auxiliary_head, nn.ModuleList) else [self.auxiliary_head]
         aux = [head(feats) for head in heads if head is not None]
-        return self.decode_head(feats), aux
+        train_fn = getattr(self.decode_head, "forward_train", None)
+        if train_fn is None:
+            return self.decode_head(feats), aux
+        out, extra = train_fn(feats)  # heads with training-only outputs (DANet's PAM/CAM logits)
+        return out, [*extra, *aux]
