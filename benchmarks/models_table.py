@@ -1,12 +1,9 @@
 """Write ``benchmarks/results/models.md``: parameters and FLOPs of every registered model at 512x1024.
 
-Run: ``.venv/bin/python benchmarks/models_table.py [--out PATH] [--size H W]``. Models are built on the ``meta``
-device (no memory, no compute), so the whole table takes seconds on any machine.
-
-FLOPs convention: ``torch.utils.flop_counter.FlopCounterMode`` counts 2 FLOPs per multiply-accumulate of
-convolutions and matrix products and nothing for BN, activations, pooling or resizing. MMSeg's and mmcv's
-``get_flops`` tables report multiply-accumulates (MACs) under the name "GFLOPs", so compare their numbers with the
-GMACs column here (= GFLOPs / 2).
+Run: ``.venv/bin/python benchmarks/models_table.py [--out PATH] [--size H W]`` (or ``segrt models`` for a quick look).
+Models are built on the ``meta`` device (no memory, no compute), so the whole table takes seconds on any machine.
+The FLOPs convention is :mod:`training.models.summary`'s: 2 FLOPs per multiply-accumulate of convs/matmuls; MMSeg's
+``get_flops`` reports MACs under the name "GFLOPs", so compare those with the GMACs column.
 """
 
 from __future__ import annotations
@@ -15,56 +12,36 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-from engine.fileio import write_atomic
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.models import build, list_models  # noqa: E402
+from engine.fileio import write_atomic  # noqa: E402
+from training.models import list_models  # noqa: E402
+from training.models.summary import measure, render_markdown  # noqa: E402
 
-# (model, backbone) rows: every registered model on R50 (MMSeg's reference configs), plus R18 and MobileNetV2.
-BACKBONES = ("resnet50", "resnet18", "mobilenetv2")
-
-
-def measure(name: str, backbone: str, size: tuple[int, int], num_classes: int = 19) -> dict[str, float | int | str]:
-    """Params (with and without the auxiliary head) and forward FLOPs of one model for a 1x3xHxW input."""
-    with torch.device("meta"):
-        m = build(name, num_classes=num_classes, backbone=backbone).eval()
-        x = torch.empty(1, 3, *size)
-    total = sum(p.numel() for p in m.parameters())
-    aux = sum(p.numel() for p in m.auxiliary_head.parameters()) if m.auxiliary_head is not None else 0
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        out = m(x)
-    return {"model": name, "backbone": backbone, "stride": m.output_stride, "out": "x".join(map(str, out.shape[2:])),
-            "params": total, "params_infer": total - aux, "flops": counter.get_total_flops()}
+#: Extra rows beside each model's default backbone: the CNN classics on ResNet-18/101 and MobileNetV2, and the
+#: other sizes of the transformer families, where those backbones are registered.
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "fcn": ("resnet18", "resnet101", "mobilenetv2"),
+    "pspnet": ("resnet18", "resnet101", "mobilenetv2"),
+    "deeplabv3": ("resnet18", "resnet101", "mobilenetv2"),
+    "deeplabv3plus": ("resnet18", "resnet101", "mobilenetv2"),
+    "upernet": ("resnet18", "resnet101", "convnext-tiny", "convnext-small", "convnext-base"),
+    "segformer": ("mit-b1", "mit-b2", "mit-b3", "mit-b4", "mit-b5"),
+}
 
 
-def render(rows: list[dict], size: tuple[int, int]) -> str:
-    """Markdown table of ``rows``."""
-    h, w = size
-    lines = [
-        f"# Model zoo: parameters and FLOPs at {h}x{w}",
-        "",
-        f"Written by `benchmarks/models_table.py` (19 classes, batch 1, input 3x{h}x{w}, MMSeg default widths).",
-        "FLOPs from `torch.utils.flop_counter.FlopCounterMode`: 2 FLOPs per multiply-accumulate of convs/matmuls;",
-        "BN, activations, pooling and resizes are not counted. MMSeg's `get_flops` reports MACs under the name",
-        "\"GFLOPs\": compare those with the GMACs column.",
-        "\"Params deploy\" excludes the training-only auxiliary head (what the exported ONNX graph holds).",
-        "",
-        "| Model | Backbone | Output stride | Logits | Params (M) | Params deploy (M) | GFLOPs | GMACs |",
-        "|---|---|---:|---|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['model']} | {r['backbone']} | {r['stride']} | {r['out']} | {r['params'] / 1e6:.2f} "
-            f"| {r['params_infer'] / 1e6:.2f} | {r['flops'] / 1e9:.1f} | {r['flops'] / 2e9:.1f} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
+def rows(size: tuple[int, int]) -> list[dict]:
+    """Every model on its default backbone, then the :data:`VARIANTS` whose backbones are registered."""
+    names = list_models()
+    out = [measure(name, size) for name in names]
+    for name, backbones in VARIANTS.items():
+        for bb in backbones if name in names else ():
+            try:
+                out.append(measure(name, size, backbone=bb))
+            except ValueError as err:  # backbone family not registered (yet)
+                if "unknown backbone" not in str(err):
+                    raise
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,8 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, nargs=2, default=(512, 1024), metavar=("H", "W"))
     args = ap.parse_args(argv)
     size = tuple(args.size)
-    rows = [measure(name, bb, size) for bb in BACKBONES for name in list_models()]
-    text = render(rows, size)
+    h, w = size
+    text = render_markdown(rows(size), f"Model zoo: parameters and FLOPs at {h}x{w}")
+    text += (
+        f"\nWritten by `benchmarks/models_table.py` (19 classes, batch 1, input 3x{h}x{w}, rounded up to the "
+        "model's size divisor; MMSeg's default widths).\nFLOPs from `torch.utils.flop_counter.FlopCounterMode`: "
+        "2 FLOPs per multiply-accumulate of convs/matmuls; norms, activations, pooling and resizes are not "
+        "counted. MMSeg's `get_flops` reports MACs under the name \"GFLOPs\": compare those with the GMACs column. "
+        "\"Params deploy\" excludes the training-only auxiliary heads (what the exported ONNX graph holds).\n"
+    )
     write_atomic(args.out, text)
     print(text)
     return 0

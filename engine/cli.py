@@ -11,6 +11,28 @@ from pathlib import Path
 from engine.build import MissingDependencyError, add_build_arguments, run_build
 
 
+def _models(a: argparse.Namespace) -> int:
+    from engine.bench import parse_shape
+    from training.models import list_models, model_info
+    from training.models.summary import measure, render_markdown
+
+    names = a.names or list_models()
+    unknown = sorted(set(names) - set(list_models()))
+    if unknown:
+        raise SystemExit(f"segrt models: unknown model(s) {unknown}; registered: {list_models()}")
+    h, w = parse_shape(a.shape)
+    rows = []
+    for name in names:
+        row = measure(name, (h, w), a.num_classes, **({"backbone": a.backbone} if a.backbone else {}))
+        row["capabilities"] = model_info(name)["capabilities"]
+        rows.append(row)
+    if a.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print(render_markdown(rows, f"Models at {h}x{w}, {a.num_classes} classes"), end="")
+    return 0
+
+
 def _train(a: argparse.Namespace) -> int:
     from training.config import load_config
     from training.train import train
@@ -190,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``segrt`` argument parser."""
     p = argparse.ArgumentParser(prog="segrt", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    mo = sub.add_parser("models", help="list every registered model with its parameters and GFLOPs")
+    mo.add_argument("names", nargs="*", help="models to show (default: all)")
+    mo.add_argument("--shape", default="512x1024", help="input size HxW for the FLOP count (default 512x1024)")
+    mo.add_argument("--num-classes", type=int, default=19)
+    mo.add_argument("--backbone", default=None, help="build on this backbone instead of each model's default")
+    mo.add_argument("--json", action="store_true", help="print JSON rows instead of a markdown table")
+    mo.set_defaults(func=_models)
     t = sub.add_parser("train", help="train a model from a YAML config")
     t.add_argument("config")
     t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
