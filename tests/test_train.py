@@ -124,3 +124,15 @@ def test_resume_with_ema_continues_exactly(tmp_path: Path) -> None:
     for key in ("state_dict", "train_state_dict"):
         for k in a[key]:
             assert torch.equal(a[key][k], b[key][k]), (key, k)
+
+
+def test_aux_weight_per_output() -> None:
+    from types import SimpleNamespace
+
+    from training.train import aux_weights
+
+    aux = [torch.zeros(1), torch.zeros(1)]
+    assert aux_weights(SimpleNamespace(aux_weight=0.4), aux) == [0.4, 0.4]
+    assert aux_weights(SimpleNamespace(aux_weight=[1.0, 0.5]), aux) == [1.0, 0.5]
+    with pytest.raises(ValueError, match="2 auxiliary outputs"):
+        aux_weights(SimpleNamespace(aux_weight=[1.0]), aux)

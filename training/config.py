@@ -16,7 +16,7 @@ class ModelCfg:
     """Which segmentor to build (see training.models.build)."""
 
     name: str = "pspnet"
-    backbone: str = "resnet18"
+    backbone: str | None = None  # None: the model's default (resnet50 for the CNN classics, mit-b0 for SegFormer)
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     head_kwargs: dict[str, Any] = field(default_factory=dict)
     aux: bool | None = None  # None: the model's default (e.g. no auxiliary head for semantic FPN)
@@ -54,10 +54,11 @@ class TrainCfg:
     """Optimisation, losses, periodic evaluation and checkpoints.
 
     ``loss`` is a list of ``{"name": ce|ohem|dice|focal|lovasz, "weight": w, ...options}`` summed for the
-    decode head; auxiliary heads get the same loss times ``aux_weight``. ``amp`` is "bf16" or "fp16"
-    (fp16 on CUDA only) or None. ``clip_grad`` is a max L2 norm or None. ``ema`` (a decay such as 0.999)
-    keeps an exponential moving average of the weights, which is evaluated, exported and saved as
-    ``state_dict``. ``channels_last`` trains in NHWC
+    decode head; auxiliary outputs get the same loss times ``aux_weight``, one number for all or a list with one
+    weight per auxiliary output (in the model's order: the decode head's extra outputs, then its auxiliary heads).
+    ``amp`` is "bf16" or "fp16" (fp16 on CUDA only) or None. ``clip_grad`` is a max L2 norm or None.
+    ``ema`` (a decay such as 0.999) keeps an exponential moving average of the weights, which is evaluated,
+    exported and saved as ``state_dict``. ``channels_last`` trains in NHWC
     memory format (about 12% faster for ResNets on the CPU here).
 
     Under torchrun (several processes) ``batch_size`` is the global batch, split evenly over the processes, and
@@ -80,7 +81,7 @@ class TrainCfg:
     channels_last: bool = False
     ema: float | None = None
     loss: list[dict[str, Any]] | None = None
-    aux_weight: float = 0.4
+    aux_weight: float | list[float] = 0.4
     ignore_index: int = 255
     eval_interval: int = 250
     checkpoint_interval: int = 250

@@ -39,6 +39,16 @@ def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
                  aux=m.aux, **m.head_kwargs)
 
 
+def aux_weights(t: Any, aux: list[torch.Tensor]) -> list[float]:
+    """One loss weight per auxiliary output from ``train.aux_weight`` (a number, or a list matching ``aux``)."""
+    w = t.aux_weight
+    if isinstance(w, int | float):
+        return [float(w)] * len(aux)
+    if len(w) != len(aux):
+        raise ValueError(f"train.aux_weight lists {len(w)} weights but the model has {len(aux)} auxiliary outputs")
+    return [float(v) for v in w]
+
+
 def model_meta(cfg: Config, ds: Any, model: torch.nn.Module) -> dict[str, Any]:
     """What the exported model must carry so that a model file alone is enough to run it."""
     return {
@@ -46,7 +56,7 @@ def model_meta(cfg: Config, ds: Any, model: torch.nn.Module) -> dict[str, Any]:
         "mean": list(cfg.data.mean), "std": list(cfg.data.std),
         "input_size": list(cfg.data.input_size) if cfg.data.input_size else None,
         "output_stride": int(getattr(model, "output_stride", 8)), "align_corners": False,
-        "model": f"{cfg.model.name}_{cfg.model.backbone}", "ignore_index": ds.ignore_index,
+        "model": f"{cfg.model.name}_{cfg.model.backbone or 'default'}", "ignore_index": ds.ignore_index,
     }
 
 
@@ -194,7 +204,7 @@ def _train(cfg: Config, device: torch.device, resume: str | Path | None, quiet: 
         x, y = x.to(device, memory_format=fmt), y.to(device)
         with autocast:
             logits, aux = forward(x)
-            loss = loss_fn(logits.float(), y) + sum(t.aux_weight * loss_fn(a.float(), y) for a in aux)
+            loss = loss_fn(logits.float(), y) + sum(w * loss_fn(a.float(), y) for w, a in zip(aux_weights(t, aux), aux))
         loss_value = dist.all_reduce(loss.detach(), "mean").item()  # the same on every rank
         if not math.isfinite(loss_value):
             checkpoint(it, "last.pt")  # the weights before this step, if still finite (else it raises)
