@@ -182,6 +182,11 @@ def backbone_names() -> list[str]:
     return [describe for _, _, describe in _BACKBONES]
 
 
+def is_backbone(spec: str) -> bool:
+    """Whether ``spec`` names a registered backbone."""
+    return any(pattern.fullmatch(spec) for pattern, _, _ in _BACKBONES)
+
+
 def check_overrides(spec: str, cls: type, overrides: Mapping[str, Any], fixed: Sequence[str] = ()) -> None:
     """Raise ``ValueError`` naming the keys of ``overrides`` that ``cls``'s constructor does not take (or that the
     backbone name already fixes, ``fixed``)."""
