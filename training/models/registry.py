@@ -149,7 +149,10 @@ def build(
         raise ValueError(f"unknown option(s) {unknown} for model {name!r}; allowed: {sorted(allowed)}")
     common = {"backbone": backbone, "backbone_kwargs": backbone_kwargs, "aux": aux}
     common = {k: v for k, v in common.items() if v is not None}
-    return _REGISTRY[name](num_classes=num_classes, **common, **head_kwargs)
+    model = _REGISTRY[name](num_classes=num_classes, **common, **head_kwargs)
+    # What rebuilds this model (checkpoints written by the converters store it as the model config).
+    model.build_spec = {"name": name, "num_classes": num_classes, **common, "head_kwargs": dict(head_kwargs)}
+    return model
 
 
 def build_from_config(cfg: Mapping[str, Any]) -> Segmentor:
