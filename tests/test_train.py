@@ -136,3 +136,31 @@ def test_aux_weight_per_output() -> None:
     assert aux_weights(SimpleNamespace(aux_weight=[1.0, 0.5]), aux) == [1.0, 0.5]
     with pytest.raises(ValueError, match="2 auxiliary outputs"):
         aux_weights(SimpleNamespace(aux_weight=[1.0]), aux)
+
+
+def test_layer_decay_scales_backbone_blocks_by_depth() -> None:
+    from torch import nn
+
+    from training.optim import layer_depths, param_groups
+
+    class Toy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = nn.Module()
+            self.backbone.patch_embed = nn.Linear(2, 2)
+            self.backbone.layers = nn.ModuleList(nn.Linear(2, 2) for _ in range(3))
+            self.backbone.norm = nn.LayerNorm(2)
+            self.decode_head = nn.Linear(2, 2)
+
+    m = Toy()
+    d = layer_depths(m)
+    assert d["backbone.patch_embed.weight"] == 0 and d["backbone.layers.2.weight"] == 3
+    assert d["backbone.norm.weight"] == 4 and d["decode_head.weight"] == 4
+    groups = param_groups(m, 1.0, 0.0, head_lr_mult=10.0, layer_decay=0.5)
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert lr_of[id(m.backbone.patch_embed.weight)] == pytest.approx(0.5**4)
+    assert lr_of[id(m.backbone.layers[0].weight)] == pytest.approx(0.5**3)
+    assert lr_of[id(m.backbone.norm.weight)] == pytest.approx(1.0)
+    assert lr_of[id(m.decode_head.weight)] == pytest.approx(10.0)
+    with pytest.raises(ValueError, match="layer_decay"):
+        param_groups(m, 1.0, 0.0, layer_decay=1.5)

@@ -72,6 +72,7 @@ class TrainCfg:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     head_lr_mult: float = 1.0
+    layer_decay: float | None = None  # layer-wise LR decay of the backbone (ViT, MiT, ConvNeXt), e.g. 0.9
     schedule: str = "poly"
     power: float = 0.9
     min_lr: float = 1e-4

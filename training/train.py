@@ -146,7 +146,7 @@ def _train(cfg: Config, device: torch.device, resume: str | Path | None, quiet: 
         torch.manual_seed(t.seed + rank)  # independent dropout draws per rank (weights come from rank 0 anyway)
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
-    opt = build_optimizer(model, t.optimizer, t.lr, t.weight_decay, t.momentum, t.head_lr_mult)
+    opt = build_optimizer(model, t.optimizer, t.lr, t.weight_decay, t.momentum, t.head_lr_mult, t.layer_decay)
     loss_fn = build_loss(t.loss, t.ignore_index, train_ds.num_classes)
     autocast = _autocast(t.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=t.amp == "fp16")
