@@ -164,3 +164,17 @@ def test_layer_decay_scales_backbone_blocks_by_depth() -> None:
     assert lr_of[id(m.decode_head.weight)] == pytest.approx(10.0)
     with pytest.raises(ValueError, match="layer_decay"):
         param_groups(m, 1.0, 0.0, layer_decay=1.5)
+
+
+def test_stdc_boundary_head_trains_with_its_own_loss() -> None:
+    from training.models import model_info
+    from training.train import aux_losses
+
+    tiny = dict(model_info("stdc")["tiny"][0], boundary_head=True)
+    m = build("stdc", num_classes=3, **tiny)
+    x, y = torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64))
+    logits, aux = m.forward_with_aux(x)
+    fns = aux_losses(m, len(aux), lambda a, b: torch.zeros(()))
+    assert fns[-1] == m.auxiliary_head[-1].loss
+    loss = sum(fn(a, y) for fn, a in zip(fns, aux))
+    assert torch.isfinite(loss) and float(loss) > 0

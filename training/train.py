@@ -49,6 +49,15 @@ def aux_weights(t: Any, aux: list[torch.Tensor]) -> list[float]:
     return [float(v) for v in w]
 
 
+def aux_losses(model: torch.nn.Module, n: int, default: Any) -> list[Any]:
+    """The loss of each of the ``n`` auxiliary outputs: ``default``, except for auxiliary heads with a loss of their
+    own (STDC's boundary head: ``head.loss(logits, labels)``). The outputs end with one per auxiliary head."""
+    heads = model.auxiliary_head if isinstance(model.auxiliary_head, torch.nn.ModuleList) else [model.auxiliary_head]
+    own = [getattr(h, "loss", None) for h in heads if h is not None]
+    own = [None] * (n - len(own)) + own
+    return [fn or default for fn in own]
+
+
 def model_meta(cfg: Config, ds: Any, model: torch.nn.Module) -> dict[str, Any]:
     """What the exported model must carry so that a model file alone is enough to run it."""
     return {
@@ -204,7 +213,9 @@ def _train(cfg: Config, device: torch.device, resume: str | Path | None, quiet: 
         x, y = x.to(device, memory_format=fmt), y.to(device)
         with autocast:
             logits, aux = forward(x)
-            loss = loss_fn(logits.float(), y) + sum(w * loss_fn(a.float(), y) for w, a in zip(aux_weights(t, aux), aux))
+            aux_fns = aux_losses(model, len(aux), loss_fn)
+            loss = loss_fn(logits.float(), y) + sum(
+                w * fn(a.float(), y) for w, fn, a in zip(aux_weights(t, aux), aux_fns, aux))
         loss_value = dist.all_reduce(loss.detach(), "mean").item()  # the same on every rank
         if not math.isfinite(loss_value):
             checkpoint(it, "last.pt")  # the weights before this step, if still finite (else it raises)
