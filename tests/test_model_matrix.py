@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from training.models import Segmentor, build, list_models, model_info
+from training.train import aux_losses
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -111,10 +112,12 @@ def test_backward_reaches_every_parameter(name: str, case: int) -> None:
     x = torch.randn(2, 3, *_sizes(m)[0])
     target = torch.randint(0, NUM_CLASSES, (2, *x.shape[2:]))
     out, aux = m.forward_with_aux(x)
-    loss = sum(
-        F.cross_entropy(F.interpolate(o, size=x.shape[2:], mode="bilinear", align_corners=False), target)
-        for o in [out, *aux]
-    )
+
+    def ce(o: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(F.interpolate(o, size=y.shape[1:], mode="bilinear", align_corners=False), y)
+
+    # the training loop's losses: cross-entropy, or an auxiliary head's own loss (STDC's boundary head)
+    loss = ce(out, target) + sum(fn(o, target) for fn, o in zip(aux_losses(m, len(aux), ce), aux))
     loss.backward()
     missing = [n for n, p in m.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing, missing

@@ -177,4 +177,4 @@ def test_stdc_boundary_head_trains_with_its_own_loss() -> None:
     fns = aux_losses(m, len(aux), lambda a, b: torch.zeros(()))
     assert fns[-1] == m.auxiliary_head[-1].loss
     loss = sum(fn(a, y) for fn, a in zip(fns, aux))
-    assert torch.isfinite(loss) and float(loss) > 0
+    assert torch.isfinite(loss) and float(loss.detach()) > 0
