@@ -73,6 +73,11 @@ def test_full_size_matches_mmseg(name: str) -> None:
         assert _n_params(m.auxiliary_head) == 2_364_691  # FCN 1024 -> 256, as MMSeg
 
 
+@pytest.mark.parametrize(("name", "params"), [("ccnet", 68_818_183), ("danet", 68_838_702)])
+def test_r101_variants_match_mmseg(name: str, params: int) -> None:
+    assert _n_params(_full(name, backbone="resnet101")) == params  # MMSeg's *_r101-d8 Cityscapes configs
+
+
 def test_mmseg_key_names() -> None:
     cc = set(_full("ccnet").state_dict())
     assert {"decode_head.cca.query_conv.weight", "decode_head.cca.key_conv.bias", "decode_head.cca.value_conv.weight",

@@ -96,7 +96,7 @@ def ocrnet(
     aux_channels: int | None = None,
     align_corners: bool = ALIGN_CORNERS,
 ) -> Segmentor:
-    """OCRNet on ResNet (MMSeg ``ocrnet_r101-d8``): cascade FCN stage (stride-16 level) -> OCR stage, stride 8.
+    """OCRNet on ResNet (MMSeg ``ocrnet_r101-d8``): cascade of an FCN stage (on stage 3) and the OCR stage, stride 8.
 
     ``decode_head.0`` is the FCN stage whose coarse logits (trained as an auxiliary output) seed the object
     regions of ``decode_head.1``, the OCR head. ``fcn_channels`` defaults to MMSeg's 256 (``in_channels // 4`` on
