@@ -45,7 +45,9 @@ class Segmentor(nn.Module):
         self.auxiliary_head = auxiliary_head
         self.num_classes: int = decode_head.num_classes
         self.align_corners: bool = decode_head.align_corners
-        self.feature_stride: int = int(backbone.out_strides[decode_head.output_index])
+        # a neck that changes resolutions (FastFCN's JPU) says so with its own ``out_strides``
+        strides = getattr(neck, "out_strides", None) or backbone.out_strides
+        self.feature_stride: int = int(strides[decode_head.output_index])
         self.upsample: int = int(getattr(decode_head, "upsample", 1))
         self.output_stride: int = max(1, self.feature_stride // self.upsample)
         if size_divisor < 1:

@@ -150,11 +150,9 @@ def _fastfcn(
         aux_in = neck.out_channels[1]
         extra = FCNHead(aux_in, aux_channels or default_channels(bb, aux_in, 256), num_classes=num_classes,
                            in_index=1, num_convs=1, concat_input=False, dropout_ratio=0.1, align_corners=align_corners)
-    model = Segmentor(bb, head, extra, neck=neck)
-    # The neck changes the strides: its fused map (the head's input) has the stride of the JPU's first level.
-    model.feature_stride = int(neck.out_strides[head.output_index])
-    model.output_stride = max(1, model.feature_stride // model.upsample)
-    return model
+    # The neck changes the strides (its fused map has the stride of the JPU's first level): Segmentor reads them
+    # from ``neck.out_strides``.
+    return Segmentor(bb, head, extra, neck=neck)
 
 
 @register("fastfcn_psp", capabilities=FULLY_EXPORTABLE)
