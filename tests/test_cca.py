@@ -231,3 +231,12 @@ def test_cuda_matches_cpu(dtype: torch.dtype) -> None:
     torch.testing.assert_close(out.double().cpu(), ref, atol=tol, rtol=tol)
     for g, w in zip(got, want):
         torch.testing.assert_close(g.double().cpu(), w, atol=tol * 10, rtol=tol * 10)
+
+
+def test_flop_counter_counts_criss_cross_attention() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    q, v = torch.randn(2, 8, 10, 12), torch.randn(2, 16, 10, 12)
+    with FlopCounterMode(display=False) as counter:
+        criss_cross_attention(q, q, v)
+    assert counter.get_total_flops() == 2 * 2 * 10 * 12 * (10 + 12 - 1) * (8 + 16)

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.flop_counter import register_flop_formula
 
 from training.ops_resize import ALIGN_CORNERS, resize_bilinear
 
@@ -109,6 +110,14 @@ def _cca(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 def _cca_fake(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     _check(q, k, v)
     return torch.empty_like(v, memory_format=torch.contiguous_format)
+
+
+@register_flop_formula(torch.ops.segrt.criss_cross_attention)
+def _cca_flops(q_shape: Any, k_shape: Any, v_shape: Any, *args: Any, **kwargs: Any) -> int:
+    """FLOPs (2 per multiply-accumulate) of criss-cross attention: each pixel scores its H + W - 1 neighbours with
+    ``Cq``-channel dot products and sums as many ``C``-channel values."""
+    b, cq, h, w = q_shape
+    return 2 * b * h * w * (h + w - 1) * (cq + v_shape[1])
 
 
 @torch.library.custom_op("segrt::criss_cross_attention_backward", mutates_args=())
