@@ -238,5 +238,5 @@ def test_flop_counter_counts_criss_cross_attention() -> None:
 
     q, v = torch.randn(2, 8, 10, 12), torch.randn(2, 16, 10, 12)
     with FlopCounterMode(display=False) as counter:
-        criss_cross_attention(q, q, v)
+        ops.criss_cross_attention(q, q, v)
     assert counter.get_total_flops() == 2 * 2 * 10 * 12 * (10 + 12 - 1) * (8 + 16)
