@@ -1,0 +1,395 @@
+"""MMSegmentation checkpoint import: the safe config reader on MMSeg's own config files, the config -> segrt model
+mapping, checkpoint loading (weights_only, MMEngine's extra objects), error reporting and the saved segrt checkpoint.
+
+Checkpoints are written by the tests in MMSeg's format (``{"meta": {"dataset_meta": ...}, "state_dict": ...}`` with
+a ``data_preprocessor`` buffer) from our own randomly initialised models: for these models our state-dict names are
+MMSeg's. Models are shrunk by child configs inheriting the real ones, so everything runs in well under a second.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.convert.mmseg import convert_mmseg, load_mmseg_checkpoint, save_converted
+from training.convert.mmseg_config import ConfigError, Unevaluated, find_unevaluated, model_spec, read_config
+from training.models import build
+
+CONFIGS = Path(__file__).parent / "fixtures" / "mmseg_configs"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------------------------------------- config reader
+def test_reader_reads_every_fixture_config():
+    files = sorted(p for p in CONFIGS.rglob("*.py") if "_base_" not in p.parts)
+    assert len(files) >= 15
+    for path in files:
+        cfg = read_config(path)
+        assert isinstance(cfg["model"], dict), path
+        assert find_unevaluated(cfg) == [], path
+
+
+def test_reader_inheritance_and_variables():
+    cfg = read_config(CONFIGS / "pspnet" / "pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py")
+    m = cfg["model"]
+    assert m["type"] == "EncoderDecoder" and m["pretrained"] == "open-mmlab://resnet18_v1c"
+    assert m["backbone"]["depth"] == 18 and m["backbone"]["type"] == "ResNetV1c"
+    assert m["backbone"]["dilations"] == (1, 1, 2, 4) and m["backbone"]["norm_cfg"] == {"type": "SyncBN",
+                                                                                         "requires_grad": True}
+    assert (m["decode_head"]["in_channels"], m["decode_head"]["channels"]) == (512, 128)
+    assert m["decode_head"]["pool_scales"] == (1, 2, 3, 6)  # kept from the base: dicts merge recursively
+    assert (m["auxiliary_head"]["in_channels"], m["auxiliary_head"]["channels"]) == (256, 64)
+    assert m["data_preprocessor"]["size"] == (512, 1024) and m["data_preprocessor"]["mean"] == [123.675, 116.28,
+                                                                                                103.53]
+    assert cfg["crop_size"] == (512, 1024) and cfg["test_dataloader"] == cfg["val_dataloader"]
+    tta = cfg["tta_pipeline"][1]["transforms"][0]  # a list comprehension over img_ratios
+    assert [t["scale_factor"] for t in tta] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+    assert cfg["train_cfg"]["max_iters"] == 80000 and cfg["default_scope"] == "mmseg"
+
+
+def test_reader_delete_replaces_a_base_dict():
+    cfg = read_config(CONFIGS / "mobilenet_v2" / "mobilenet-v2-d8_deeplabv3plus_4xb2-80k_cityscapes-512x1024.py")
+    bb = cfg["model"]["backbone"]
+    assert bb == {"type": "MobileNetV2", "widen_factor": 1.0, "strides": (1, 2, 2, 1, 1, 1, 1),
+                  "dilations": (1, 1, 1, 2, 2, 4, 4), "out_indices": (1, 2, 4, 6),
+                  "norm_cfg": {"type": "SyncBN", "requires_grad": True}}
+    head = cfg["model"]["decode_head"]
+    assert head["c1_in_channels"] == 24 and head["in_channels"] == 320 and head["dilations"] == (1, 12, 24, 36)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_reader_mmengine_features(tmp_path):
+    # The same files read by mmengine's Config.fromfile give the same dict (checked outside the test suite).
+    _write(tmp_path / "base" / "a.py", "norm = dict(type='BN', eps=1e-3)\nsize = (4, 8)\n"
+                                       "model = dict(head=dict(ch=4, norm=norm, keep=1), lst=[1, 2, 3])\n")
+    _write(tmp_path / "base" / "b.py", "runner = dict(iters=10)\n")
+    cfg = read_config(_write(tmp_path / "cfgs" / "child.py", """
+'''docstring'''
+_base_ = ['../base/a.py', '../base/b.py']
+crop = _base_.size
+crop2 = {{_base_.size}}
+double = [s * 2 for s in crop]
+name = '{{ fileBasenameNoExtension }}'
+tag = f"{name}-{crop[0]}x{crop[1]:03d}"
+table = {k: v for k, v in zip(('a', 'b'), range(2))}
+table.update(c=len(double))
+model = dict(head=dict(ch=_base_.model.head.ch * 2), lst=[9], extra=dict(_delete_=True, x=1),
+             norm2=dict(_delete_=True, type='LN'), neg=-1, total=sum(double) // 3, flag=not False and 2 > 1)
+runner = dict(_delete_=True, epochs=1)
+"""))
+    assert cfg["crop"] == cfg["crop2"] == (4, 8) and cfg["double"] == [8, 16] and cfg["name"] == "child"
+    assert cfg["tag"] == "child-4x008" and cfg["table"] == {"a": 0, "b": 1, "c": 2}
+    m = cfg["model"]
+    assert m["head"] == {"ch": 8, "norm": {"type": "BN", "eps": 1e-3}, "keep": 1}  # merged into the base
+    assert m["lst"] == [9]  # lists replace
+    assert m["extra"] == {"_delete_": True, "x": 1}  # as mmengine: _delete_ only pops when the base has the key
+    assert (m["neg"], m["total"], m["flag"]) == (-1, 8, True)
+    assert cfg["runner"] == {"epochs": 1} and cfg["norm"]["eps"] == 1e-3
+
+
+def test_reader_never_executes_code(tmp_path):
+    marker = tmp_path / "pwned"
+    cfg = read_config(_write(tmp_path / "evil.py", f"""
+x = __import__('os').system('touch {marker}')
+y = open('{marker}', 'w')
+z = (lambda: 1)()
+big = list(range(10 ** 9))
+w = dict(a=x, b=2)
+v = x + 1
+model = dict(type='EncoderDecoder', backbone=dict(type='ResNetV1c', depth=x),
+             decode_head=dict(type='FCNHead', in_channels=8, channels=8, num_classes=2))
+"""))
+    assert not marker.exists()
+    for key in ("x", "y", "z", "big", "v"):
+        assert isinstance(cfg[key], Unevaluated), key
+    assert cfg["w"]["b"] == 2 and isinstance(cfg["w"]["a"], Unevaluated)
+    with pytest.raises(ValueError, match=r"model\.backbone\.depth could not be read"):
+        model_spec(cfg["model"])
+
+
+@pytest.mark.parametrize("text, match", [
+    ("import os\nmodel = dict()\n", "imports"),
+    ("def f():\n    pass\n", "unsupported statement FunctionDef"),
+    ("for i in range(3):\n    pass\n", "unsupported statement For"),
+    ("model = dict(\n", "not valid Python"),
+    ("_base_ = './missing.py'\n", "config file not found"),
+    ("_base_ = './self.py'\n", "circular"),
+    ("_base_ = ['./d1.py', './d2.py']\n", "more than one base"),
+    ("_base_ = 'mmdet::faster_rcnn.py'\n", "another package"),
+])
+def test_reader_errors(tmp_path, text, match):
+    _write(tmp_path / "d1.py", "a = 1\n")
+    _write(tmp_path / "d2.py", "a = 2\n")
+    with pytest.raises(ConfigError, match=match):
+        read_config(_write(tmp_path / "self.py", text))
+
+
+def test_reader_rejects_base_dict_over_a_value(tmp_path):
+    _write(tmp_path / "base.py", "model = dict(backbone='resnet')\n")
+    with pytest.raises(ConfigError, match="_delete_=True"):
+        read_config(_write(tmp_path / "c.py", "_base_ = './base.py'\nmodel = dict(backbone=dict(type='X'))\n"))
+
+
+# ------------------------------------------------------------------------------------------------ conversion
+# Child configs shrinking MMSeg's configs (ResNet-18 at 1/8 width, MobileNetV2 at 1/4): same structure, tiny.
+R18 = "backbone=dict(depth=18, base_channels=8, stem_channels=8)"
+TINY = {
+    "fcn": ("fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py",
+            f"{R18}, decode_head=dict(in_channels=64, channels=16), auxiliary_head=dict(in_channels=32, channels=8)"),
+    "pspnet": ("pspnet/pspnet_r50-d8_4xb4-80k_ade20k-512x512.py",
+               f"{R18}, decode_head=dict(in_channels=64, channels=16), auxiliary_head=dict(in_channels=32, "
+               "channels=8)"),
+    "deeplabv3": ("deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py",
+                  f"{R18}, decode_head=dict(in_channels=64, channels=16, align_corners=True), "
+                  "auxiliary_head=dict(in_channels=32, channels=8, align_corners=True)"),
+    "deeplabv3plus": ("deeplabv3plus/deeplabv3plus_r18-d8_4xb2-80k_cityscapes-512x1024.py",
+                      f"{R18}, decode_head=dict(in_channels=64, channels=16, c1_in_channels=8, c1_channels=4), "
+                      "auxiliary_head=dict(in_channels=32, channels=8)"),
+    "upernet": ("upernet/upernet_r18_4xb4-80k_ade20k-512x512.py",
+                f"{R18}, decode_head=dict(in_channels=[8, 16, 32, 64], channels=16), "
+                "auxiliary_head=dict(in_channels=32, channels=8)"),
+    "fpn": ("sem_fpn/fpn_r50_4xb2-80k_cityscapes-512x1024.py",
+            f"{R18}, neck=dict(in_channels=[8, 16, 32, 64], out_channels=16), "
+            "decode_head=dict(in_channels=[16, 16, 16, 16], channels=8)"),
+    "pspnet-mobilenetv2": ("mobilenet_v2/mobilenet-v2-d8_pspnet_4xb2-80k_cityscapes-512x1024.py",
+                           "backbone=dict(widen_factor=0.25), decode_head=dict(in_channels=80, channels=16), "
+                           "auxiliary_head=dict(in_channels=24, channels=8)"),
+}
+
+
+def _tiny_config(tmp_path: Path, case: str) -> Path:
+    base, model = TINY[case]
+    return _write(tmp_path / f"{case}.py", f"_base_ = {str(CONFIGS / base)!r}\nmodel = dict({model})\n")
+
+
+def _randomize(model: torch.nn.Module) -> None:
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if t.is_floating_point():
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5 if "running_var" in name
+                        else torch.randn(t.shape, generator=g) * 0.3)
+
+
+def _mmseg_checkpoint(tmp_path: Path, config: Path, **spec_kw) -> tuple[Path, torch.nn.Module]:
+    """Our model built from the config with random weights, saved in MMSeg 1.x's checkpoint layout."""
+    spec = model_spec(read_config(config)["model"], **spec_kw)
+    m = spec.model
+    torch.manual_seed(0)
+    model = build(m.name, num_classes=spec.num_classes, backbone=m.backbone, backbone_kwargs=m.backbone_kwargs,
+                  aux=m.aux, **m.head_kwargs).eval()
+    _randomize(model)
+    state = dict(model.state_dict())
+    state["data_preprocessor.mean"] = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
+    classes = tuple(f"c{i}" for i in range(spec.num_classes))
+    meta = {"mmseg_version": "1.2.2", "iter": 80000,
+            "dataset_meta": {"classes": classes, "palette": [[i, 2 * i % 256, 7] for i in range(len(classes))]}}
+    path = tmp_path / "mmseg.pth"
+    torch.save({"meta": meta, "state_dict": state, "optimizer": {"state": {}, "param_groups": []}}, path)
+    return path, model
+
+
+@pytest.mark.parametrize("case", sorted(TINY))
+def test_convert_matches_the_source_model(tmp_path, case):
+    config = _tiny_config(tmp_path, case)
+    ckpt, source = _mmseg_checkpoint(tmp_path, config)
+    model, report = convert_mmseg(ckpt, config)
+    x = torch.randn(1, 3, 32, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), source(x), rtol=0, atol=0)
+    assert not model.training
+    expected_name = case.split("-")[0]
+    assert report.model["name"] == expected_name and report.num_classes == source.num_classes
+    assert report.classes[:2] == ["c0", "c1"] and report.palette[1] == [1, 2, 7]
+    assert report.mean == [123.675, 116.28, 103.53] and report.std == [58.395, 57.12, 57.375]
+    assert report.dropped_keys == ["data_preprocessor.mean"]
+    assert report.params == sum(p.numel() for p in source.parameters())
+    assert report.align_corners is (case == "deeplabv3")
+    assert model.align_corners is (case == "deeplabv3")
+    has_aux = case != "fpn"
+    assert report.model["aux"] is has_aux and (model.auxiliary_head is not None) is has_aux
+
+
+def test_mapping_of_a_full_size_config():
+    spec = model_spec(read_config(CONFIGS / "upernet" / "upernet_r18_4xb4-80k_ade20k-512x512.py")["model"])
+    assert spec.model.name == "upernet" and spec.model.backbone == "resnet18" and spec.num_classes == 150
+    assert spec.model.backbone_kwargs["strides"] == (1, 2, 2, 2)
+    assert spec.model.head_kwargs == {"channels": 512, "pool_scales": [1, 2, 3, 6], "dropout_ratio": 0.1,
+                                      "align_corners": False, "aux_channels": 256}
+    with torch.device("meta"):
+        m = spec.model
+        model = build(m.name, num_classes=150, backbone=m.backbone, backbone_kwargs=m.backbone_kwargs, aux=True,
+                      **m.head_kwargs)
+    spec.verify(model)
+    assert sum(p.numel() for p in model.parameters()) == 41_503_372  # MMSeg 1.2.2's count for this config
+
+
+def test_saved_checkpoint_rebuilds_for_export(tmp_path):
+    from training.export import load_trained
+
+    config = _tiny_config(tmp_path, "pspnet")
+    ckpt, _ = _mmseg_checkpoint(tmp_path, config)
+    model, report = convert_mmseg(ckpt, config)
+    out = save_converted(model, report, tmp_path / "out" / "converted.pt")
+    assert out.is_file() and not list(out.parent.glob(".*tmp*"))
+    rebuilt, meta = load_trained(out)
+    x = torch.randn(1, 3, 32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), model(x), rtol=0, atol=0)
+    assert meta["classes"] == report.classes and meta["output_stride"] == 8
+    assert meta["input_size"] == [512, 512] and meta["model"] == "pspnet_resnet18"
+    saved = torch.load(out, weights_only=True)
+    assert saved["converted_from"]["format"] == "mmseg" and saved["config"]["data"]["mean"] == tuple(report.mean)
+
+
+def test_classes_from_the_dataset_type_without_meta(tmp_path):
+    config = _tiny_config(tmp_path, "fcn")
+    _, source = _mmseg_checkpoint(tmp_path, config)
+    bare = tmp_path / "bare.pth"
+    torch.save({f"module.{k}": v for k, v in source.state_dict().items()}, bare)  # DDP prefix, no meta
+    model, report = convert_mmseg(bare, config, input_size=(256, 512))
+    assert report.classes[:3] == ["road", "sidewalk", "building"] and report.palette[0] == [128, 64, 128]
+    assert report.input_size == [256, 512] and report.dropped_keys == []
+
+
+# ------------------------------------------------------------------------------------------------------ errors
+def _rewrite(path: Path, edit) -> Path:
+    ckpt = torch.load(path, weights_only=True)
+    edit(ckpt["state_dict"])
+    torch.save(ckpt, path)
+    return path
+
+
+def test_weight_mismatches_are_listed(tmp_path):
+    config = _tiny_config(tmp_path, "fcn")
+    ckpt, _ = _mmseg_checkpoint(tmp_path, config)
+
+    def edit(sd):
+        del sd["decode_head.conv_seg.bias"]
+        sd["decode_head.extra.weight"] = torch.zeros(1)
+        sd["backbone.stem.0.weight"] = torch.zeros(5, 3, 3, 3)
+
+    with pytest.raises(ValueError) as err:
+        convert_mmseg(_rewrite(ckpt, edit), config)
+    msg = str(err.value)
+    assert "missing keys 1 ['decode_head.conv_seg.bias']" in msg
+    assert "unexpected keys 1 ['decode_head.extra.weight']" in msg
+    assert "backbone.stem.0.weight: checkpoint (5, 3, 3, 3) vs model (4, 3, 3, 3)" in msg
+
+
+def test_num_classes_mismatch_is_a_shape_error(tmp_path):
+    config = _tiny_config(tmp_path, "fcn")
+    ckpt, _ = _mmseg_checkpoint(tmp_path, config)
+    other = _write(tmp_path / "other.py", f"_base_ = {str(config)!r}\nmodel = dict(decode_head=dict(num_classes=7), "
+                                          "auxiliary_head=dict(num_classes=7))\n")
+    with pytest.raises(ValueError, match=r"decode_head\.conv_seg\.weight: checkpoint \(19, 16, 1, 1\) vs model"):
+        convert_mmseg(ckpt, other)
+
+
+@pytest.mark.parametrize("model_edit, match", [
+    ("decode_head=dict(type='NLHead')", r"model\.decode_head\.type='NLHead': unsupported decode head"),
+    ("backbone=dict(type='ResNeSt')", r"model\.backbone\.type='ResNeSt': unsupported backbone"),
+    ("backbone=dict(style='caffe')", r"model\.backbone\.style='caffe'"),
+    ("backbone=dict(norm_cfg=dict(type='GN', num_groups=2))", r"model\.backbone\.norm_cfg\.type='GN'"),
+    ("decode_head=dict(norm_cfg=dict(type='BN', eps=1e-3))", r"model\.decode_head\.norm_cfg\.eps=0\.001"),
+    ("decode_head=dict(act_cfg=dict(type='GELU'))", r"model\.decode_head\.act_cfg\.type='GELU'"),
+    ("decode_head=dict(in_index=2)", r"model\.decode_head\.in_index=2 \(segrt's 'fcn' builds 3\)"),
+    ("decode_head=dict(out_channels=1)", r"model\.decode_head\.out_channels=1"),
+    ("decode_head=dict(sampler=None, upsample_x=2)", r"cannot build setting\(s\) upsample_x=2"),
+    ("auxiliary_head=dict(num_convs=2)", r"model\.auxiliary_head\.num_convs=2 .*drop_aux=True"),
+])
+def test_unsupported_settings_name_the_key(tmp_path, model_edit, match):
+    config = _write(tmp_path / "c.py", f"_base_ = {str(_tiny_config(tmp_path, 'fcn'))!r}\nmodel = dict({model_edit})\n")
+    with pytest.raises(ValueError, match=match):
+        spec = model_spec(read_config(config)["model"])
+        m = spec.model
+        spec.verify(build(m.name, num_classes=spec.num_classes, backbone=m.backbone,
+                          backbone_kwargs=m.backbone_kwargs, aux=m.aux, **m.head_kwargs))
+
+
+def test_real_configs_segrt_cannot_build():
+    cfg = read_config(CONFIGS / "deeplabv3" / "deeplabv3_r101-d16-mg124_4xb2-80k_cityscapes-512x1024.py")
+    with pytest.raises(ValueError, match=r"model\.backbone\.multi_grid=\(1, 2, 4\)"):
+        model_spec(cfg["model"])
+
+
+def test_auxiliary_head_can_be_dropped(tmp_path):
+    # FCN-D6 dilates its auxiliary head too, which segrt's fcn builder does not: convert without it.
+    base = CONFIGS / "fcn" / "fcn-d6_r50-d16_4xb2-40k_cityscapes-512x1024.py"
+    config = _write(tmp_path / "d6.py", f"_base_ = {str(base)!r}\n"
+                                        f"model = dict({R18}, decode_head=dict(in_channels=64, channels=16), "
+                                        "auxiliary_head=dict(in_channels=32, channels=8))\n")
+    with pytest.raises(ValueError, match=r"model\.auxiliary_head\.dilation=6 .*drop_aux=True"):
+        spec = model_spec(read_config(config)["model"])
+        m = spec.model
+        spec.verify(build(m.name, num_classes=19, backbone=m.backbone, backbone_kwargs=m.backbone_kwargs, aux=m.aux,
+                          **m.head_kwargs))
+    ckpt, source = _mmseg_checkpoint(tmp_path, config, drop_aux=True)
+    _rewrite(ckpt, lambda sd: sd.update({"auxiliary_head.conv_seg.weight": torch.zeros(19, 8, 1, 1)}))
+    model, report = convert_mmseg(ckpt, config, drop_aux=True)
+    assert model.auxiliary_head is None and "auxiliary_head.conv_seg.weight" in report.dropped_keys
+    assert report.model["head_kwargs"]["dilation"] == 6
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), source(x), rtol=0, atol=0)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_pickles_with_arbitrary_objects_are_refused(tmp_path, capsys):
+    path = tmp_path / "evil.pth"
+    torch.save({"meta": {"x": _Evil()}, "state_dict": {"w": torch.zeros(1)}}, path)
+    with pytest.raises(ValueError, match=r"refused to unpickle \['builtins.print'\]"):
+        load_mmseg_checkpoint(path)
+    assert "never run" not in capsys.readouterr().out
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+        load_mmseg_checkpoint(tmp_path / "junk.pth")
+    with pytest.raises(FileNotFoundError):
+        load_mmseg_checkpoint(tmp_path / "absent.pth")
+
+
+def test_mmengine_runner_objects_are_loaded_inert(tmp_path, monkeypatch):
+    # MMEngine's runner pickles a MessageHub state of HistoryBuffer objects beside the weights: fake the class
+    # under its real module path so the pickle names it exactly as a real checkpoint does.
+    mod = types.ModuleType("mmengine.logging.history_buffer")
+    calls = []
+
+    class HistoryBuffer:
+        def __init__(self) -> None:
+            self.data = [1.0, 2.0]
+
+        def __setstate__(self, state):
+            calls.append(state)  # must not run on load
+
+    HistoryBuffer.__module__, HistoryBuffer.__qualname__ = mod.__name__, "HistoryBuffer"
+    mod.HistoryBuffer = HistoryBuffer
+    for name in ("mmengine", "mmengine.logging", mod.__name__):
+        monkeypatch.setitem(sys.modules, name, sys.modules.get(name) or types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    path = tmp_path / "runner.pth"
+    torch.save({"meta": {"dataset_meta": {"classes": ("a", "b")}}, "state_dict": {"w": torch.ones(2)},
+                "message_hub": {"log_scalars": {"loss": HistoryBuffer()}}}, path)
+    monkeypatch.delitem(sys.modules, mod.__name__)
+    state, meta = load_mmseg_checkpoint(path)
+    assert torch.equal(state["w"], torch.ones(2)) and meta["dataset_meta"]["classes"] == ("a", "b")
+    assert calls == []
