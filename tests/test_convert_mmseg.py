@@ -170,7 +170,40 @@ TINY = {
     "pspnet-mobilenetv2": ("mobilenet_v2/mobilenet-v2-d8_pspnet_4xb2-80k_cityscapes-512x1024.py",
                            "backbone=dict(widen_factor=0.25), decode_head=dict(in_channels=80, channels=16), "
                            "auxiliary_head=dict(in_channels=24, channels=8)"),
+    "ccnet": ("ccnet/ccnet_r50-d8_4xb2-40k_cityscapes-512x1024.py",
+              f"{R18}, decode_head=dict(in_channels=64, channels=16), auxiliary_head=dict(in_channels=32, channels=8)"),
+    "danet": ("danet/danet_r50-d8_4xb2-40k_cityscapes-512x1024.py",
+              f"{R18}, decode_head=dict(in_channels=64, channels=16, pam_channels=2), "
+              "auxiliary_head=dict(in_channels=32, channels=8)"),
+    "ocrnet": ("ocrnet/ocrnet_r101-d8_4xb2-40k_cityscapes-512x1024.py",  # a cascade: decode_head is a list
+               f"{R18}, decode_head=[dict(_base_.model.decode_head[0], in_channels=32, channels=8), "
+               "dict(_base_.model.decode_head[1], in_channels=64, channels=16, ocr_channels=8)]"),
+    "fastfcn_psp": ("fastfcn/fastfcn_r50-d32_jpu_psp_4xb2-80k_cityscapes-512x1024.py",
+                    f"{R18}, neck=dict(in_channels=(16, 32, 64), mid_channels=8), "
+                    "decode_head=dict(in_channels=32, channels=8), auxiliary_head=dict(in_channels=32, channels=8)"),
+    "bisenetv1": ("bisenetv1/bisenetv1_r18-d32_4xb4-160k_cityscapes-1024x1024.py",
+                  "backbone=dict(backbone_cfg=dict(base_channels=8, stem_channels=8), context_channels=(16, 32, 64), "
+                  "spatial_channels=(8, 8, 8, 16), out_channels=32), decode_head=dict(in_channels=32, channels=32), "
+                  "auxiliary_head=[dict(h, in_channels=16, channels=8) for h in _base_.model.auxiliary_head]"),
+    "bisenetv2": ("bisenetv2/bisenetv2_fcn_4xb4-160k_cityscapes-1024x1024.py",
+                  "backbone=dict(detail_channels=(8, 8, 16), semantic_channels=(4, 8, 8, 16), bga_channels=16, "
+                  "semantic_expansion_ratio=2), decode_head=dict(in_channels=16, channels=32), "
+                  "auxiliary_head=[dict(h, in_channels=c, channels=2 * c) "
+                  "for h, c in zip(_base_.model.auxiliary_head, (4, 8, 8, 16))]"),
+    "stdc": ("stdc/stdc2_4xb12-80k_cityscapes-512x1024.py",
+             "backbone=dict(backbone_cfg=dict(channels=(8, 8, 16, 32, 64)), last_in_channels=(64, 32), "
+             "out_channels=16, ffm_cfg=dict(in_channels=32, out_channels=32)), "
+             "decode_head=dict(in_channels=32, channels=32), "
+             "auxiliary_head=[dict(h, in_channels=c, channels=8) for h, c in zip(_base_.model.auxiliary_head, "
+             "(16, 16, 16))]"),
+    "lraspp": ("mobilenet_v3/mobilenet-v3-d8-s_lraspp_4xb4-320k_cityscapes-512x1024.py",
+               "decode_head=dict(channels=16)"),
+    "segformer": ("segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py",
+                  "backbone=dict(embed_dims=8, num_layers=[1, 1, 1, 1]), "
+                  "decode_head=dict(in_channels=[8, 16, 40, 64], channels=16)"),
 }
+NO_AUX = {"fpn", "ocrnet", "lraspp", "segformer"}
+ALIGNED = {"deeplabv3", "stdc"}  # align_corners=True in the (tiny) config
 
 
 def _tiny_config(tmp_path: Path, case: str) -> Path:
@@ -220,9 +253,8 @@ def test_convert_matches_the_source_model(tmp_path, case):
     assert report.mean == [123.675, 116.28, 103.53] and report.std == [58.395, 57.12, 57.375]
     assert report.dropped_keys == ["data_preprocessor.mean"]
     assert report.params == sum(p.numel() for p in source.parameters())
-    assert report.align_corners is (case == "deeplabv3")
-    assert model.align_corners is (case == "deeplabv3")
-    has_aux = case != "fpn"
+    assert report.align_corners is (case in ALIGNED) and model.align_corners is (case in ALIGNED)
+    has_aux = case not in NO_AUX
     assert report.model["aux"] is has_aux and (model.auxiliary_head is not None) is has_aux
 
 
@@ -232,12 +264,32 @@ def test_mapping_of_a_full_size_config():
     assert spec.model.backbone_kwargs["strides"] == (1, 2, 2, 2)
     assert spec.model.head_kwargs == {"channels": 512, "pool_scales": [1, 2, 3, 6], "dropout_ratio": 0.1,
                                       "align_corners": False, "aux_channels": 256}
+
+
+# Parameter counts of the real MMSeg 1.2.2 models built from these configs (mmseg.models, counted outside the suite).
+MMSEG_PARAMS = {
+    "pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py": 12_790_086,
+    "upernet/upernet_r18_4xb4-80k_ade20k-512x512.py": 41_503_372,
+    "ccnet/ccnet_r50-d8_4xb2-40k_cityscapes-512x1024.py": 49_826_055,
+    "danet/danet_r50-d8_4xb2-40k_cityscapes-512x1024.py": 49_846_574,
+    "ocrnet/ocrnet_r101-d8_4xb2-40k_cityscapes-512x1024.py": 55_516_294,
+    "fastfcn/fastfcn_r50-d32_jpu_psp_4xb2-80k_cityscapes-512x1024.py": 68_711_046,
+    "bisenetv1/bisenetv1_r18-d32_4xb4-160k_cityscapes-1024x1024.py": 13_425_721,
+    "bisenetv2/bisenetv2_fcn_4xb4-160k_cityscapes-1024x1024.py": 14_804_255,
+    "mobilenet_v3/mobilenet-v3-d8-s_lraspp_4xb4-320k_cityscapes-512x1024.py": 1_140_787,
+    "segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py": 3_753_718,
+}
+
+
+@pytest.mark.parametrize("config", sorted(MMSEG_PARAMS))
+def test_full_size_models_have_mmseg_parameter_counts(config):
+    spec = model_spec(read_config(CONFIGS / config)["model"])
+    m = spec.model
     with torch.device("meta"):
-        m = spec.model
-        model = build(m.name, num_classes=150, backbone=m.backbone, backbone_kwargs=m.backbone_kwargs, aux=True,
-                      **m.head_kwargs)
+        model = build(m.name, num_classes=spec.num_classes, backbone=m.backbone, backbone_kwargs=m.backbone_kwargs,
+                      aux=m.aux, **m.head_kwargs)
     spec.verify(model)
-    assert sum(p.numel() for p in model.parameters()) == 41_503_372  # MMSeg 1.2.2's count for this config
+    assert sum(p.numel() for p in model.parameters()) == MMSEG_PARAMS[config]
 
 
 def test_saved_checkpoint_rebuilds_for_export(tmp_path):

@@ -22,6 +22,7 @@ cannot reproduce is a ``ValueError`` naming the config key and value.
 from __future__ import annotations
 
 import ast
+import inspect
 import math
 import operator
 import os
@@ -617,19 +618,19 @@ _NORMS: dict[str, tuple[type[nn.Module], float]] = {
     "BN": (nn.BatchNorm2d, 1e-5), "SyncBN": (nn.BatchNorm2d, 1e-5), "BN2d": (nn.BatchNorm2d, 1e-5),
     "LN": (nn.LayerNorm, 1e-5),
 }
+Part = Callable[[nn.Module], nn.Module]
+_BN = ("BN", "SyncBN", "BN2d")
 
 
-def _norm(sec: _Section, spec: ModelSpec, key: str, default: Any, part: Callable[[nn.Module], nn.Module],
-          allowed: tuple[str | None, ...] = ("BN", "SyncBN", "BN2d")) -> None:
-    """Check a ``norm_cfg``: its type is one segrt's module uses, and its eps is the eps of that module's norms."""
+def _norm(sec: _Section, spec: ModelSpec, key: str, default: Any, part: Part, allowed: tuple[Any, ...] = _BN,
+          option: str | None = None) -> None:
+    """Read a ``norm_cfg``: its type must be one segrt's module uses (None: no norm), and its eps is checked
+    against that module's norm layers (or passed to the builder as ``option``)."""
     cfg = sec.get(key, default)
-    if cfg is None or None in allowed:
-        if cfg is not None and cfg.get("type") not in allowed:
-            sec.fail(key, cfg, f"segrt supports only {allowed}")
-        if cfg is None and None not in allowed:
+    if cfg is None:
+        if None not in allowed:
             sec.fail(key, cfg, "segrt's layers here are normalised")
-        if cfg is None:
-            return
+        return
     norm = _Section(dict(cfg), sec.key(key))
     kind = norm.expect("type", None, tuple(a for a in allowed if a))
     norm.get("requires_grad", True)
@@ -637,6 +638,8 @@ def _norm(sec: _Section, spec: ModelSpec, key: str, default: Any, part: Callable
     cls, eps_default = _NORMS[kind]
     eps = norm.get("eps", eps_default)
     norm.finish()
+    if option:
+        spec.model.backbone_kwargs[option] = eps
 
     def eps_of(model: nn.Module) -> Any:
         values = {m.eps for m in part(model).modules() if isinstance(m, cls)}
@@ -645,7 +648,7 @@ def _norm(sec: _Section, spec: ModelSpec, key: str, default: Any, part: Callable
     spec.check(norm.key("eps"), eps, eps_of)
 
 
-def _act(sec: _Section, key: str, default: str | None, allowed: tuple[str, ...]) -> None:
+def _act(sec: _Section, key: str, default: str | None, allowed: tuple[Any, ...]) -> None:
     cfg = sec.get(key, None if default is None else {"type": default})
     if cfg is None:
         if None not in allowed:
@@ -657,20 +660,33 @@ def _act(sec: _Section, key: str, default: str | None, allowed: tuple[str, ...])
     act.finish()
 
 
+def _builder(name: str) -> Callable[..., Any]:
+    from training.models.registry import _REGISTRY
+
+    return _REGISTRY[name]
+
+
 def _options(name: str) -> set[str]:
     from training.models import model_info
 
     return set(model_info(name)["options"])
 
 
+def _takes_sequence(name: str, option: str) -> bool:
+    """Whether builder ``name``'s keyword ``option`` is annotated as a sequence (e.g. one width per aux head)."""
+    param = inspect.signature(_builder(name)).parameters.get(option)
+    return param is not None and "Sequence" in str(param.annotation)
+
+
 # ------------------------------------------------------------------------------------------------------- backbones
-def _backbone_checks(sec: _Section, spec: ModelSpec, kwargs: dict[str, Any], attrs: tuple[str, ...]) -> None:
+def _backbone_checks(sec: _Section, spec: ModelSpec, part: Part, kwargs: dict[str, Any], attrs: tuple[str, ...],
+                     ) -> None:
     for k in attrs:
         if k in kwargs:
-            spec.check(sec.key(k), kwargs[k], lambda m, k=k: getattr(m.backbone, k, _NO_ATTR), optional=True)
+            spec.check(sec.key(k), kwargs[k], lambda m, k=k: getattr(part(m), k, _NO_ATTR), optional=True)
 
 
-def _resnet(sec: _Section, spec: ModelSpec) -> tuple[str, dict[str, Any]]:
+def _resnet(sec: _Section, spec: ModelSpec, part: Part) -> tuple[str, dict[str, Any]]:
     depth = sec.get("depth")
     deep = True if sec.type == "ResNetV1c" else bool(sec.get("deep_stem", False))
     sec.expect("avg_down", sec.type == "ResNetV1d", (False,))
@@ -685,68 +701,223 @@ def _resnet(sec: _Section, spec: ModelSpec) -> tuple[str, dict[str, Any]]:
         "dilations": sec.get("dilations", (1, 1, 1, 1)), "out_indices": sec.get("out_indices", (0, 1, 2, 3)),
         "contract_dilation": sec.get("contract_dilation", False),
     }
-    _norm(sec, spec, "norm_cfg", {"type": "BN"}, lambda m: m.backbone)
-    spec.check(sec.key("depth"), depth, lambda m: m.backbone.depth)
-    spec.check(sec.key("deep_stem"), deep, lambda m: m.backbone.deep_stem)
-    _backbone_checks(sec, spec, kwargs, ("in_channels", "strides", "dilations", "out_indices"))
+    _norm(sec, spec, "norm_cfg", {"type": "BN"}, part)
+    spec.check(sec.key("depth"), depth, lambda m: part(m).depth)
+    spec.check(sec.key("deep_stem"), deep, lambda m: part(m).deep_stem)
+    _backbone_checks(sec, spec, part, kwargs, ("in_channels", "strides", "dilations", "out_indices"))
     return f"resnet{depth}" + ("" if deep else "-v1b"), kwargs
 
 
-def _mobilenetv2(sec: _Section, spec: ModelSpec) -> tuple[str, dict[str, Any]]:
+def _mobilenetv2(sec: _Section, spec: ModelSpec, part: Part) -> tuple[str, dict[str, Any]]:
     kwargs = {
         "widen_factor": float(sec.get("widen_factor", 1.0)), "strides": sec.get("strides", (1, 2, 2, 2, 1, 2, 1)),
         "dilations": sec.get("dilations", (1,) * 7), "out_indices": sec.get("out_indices", (1, 2, 4, 6)),
     }
     sec.expect("conv_cfg", None, (None,))
-    _norm(sec, spec, "norm_cfg", {"type": "BN"}, lambda m: m.backbone)
+    _norm(sec, spec, "norm_cfg", {"type": "BN"}, part)
     _act(sec, "act_cfg", "ReLU6", ("ReLU6",))
-    _backbone_checks(sec, spec, kwargs, ("widen_factor", "strides", "dilations", "out_indices"))
+    _backbone_checks(sec, spec, part, kwargs, ("widen_factor", "strides", "dilations", "out_indices"))
     return "mobilenetv2", kwargs
 
 
-BackboneMapper = Callable[[_Section, ModelSpec], tuple[str, dict[str, Any]]]
+def _mobilenetv3(sec: _Section, spec: ModelSpec, part: Part) -> tuple[str, dict[str, Any]]:
+    arch = sec.expect("arch", "small", ("small", "large"))
+    sec.expect("conv_cfg", None, (None,))
+    kwargs: dict[str, Any] = {"out_indices": sec.get("out_indices", (0, 1, 12)),
+                              "reduction_factor": sec.get("reduction_factor", 1)}
+    _norm(sec, spec, "norm_cfg", {"type": "BN"}, part, option="norm_eps")
+    _backbone_checks(sec, spec, part, kwargs, ("out_indices", "reduction_factor"))
+    spec.model.backbone_kwargs = kwargs  # _norm put norm_eps into spec.model.backbone_kwargs
+    return f"mobilenetv3-{arch}", kwargs
+
+
+def _mit(sec: _Section, spec: ModelSpec, part: Part) -> tuple[str, dict[str, Any]]:
+    from training.models.backbones.mit import MIT_ARCH
+
+    sec.expect("num_stages", 4, (4,))
+    kwargs: dict[str, Any] = {
+        "in_channels": sec.get("in_channels", 3), "embed_dims": sec.get("embed_dims", 64),
+        "num_layers": sec.get("num_layers", (3, 4, 6, 3)), "num_heads": sec.get("num_heads", (1, 2, 4, 8)),
+        "patch_sizes": sec.get("patch_sizes", (7, 3, 3, 3)), "strides": sec.get("strides", (4, 2, 2, 2)),
+        "sr_ratios": sec.get("sr_ratios", (8, 4, 2, 1)), "out_indices": sec.get("out_indices", (0, 1, 2, 3)),
+        "mlp_ratio": sec.get("mlp_ratio", 4), "qkv_bias": sec.get("qkv_bias", True),
+        "drop_rate": sec.get("drop_rate", 0.0), "attn_drop_rate": sec.get("attn_drop_rate", 0.0),
+        "drop_path_rate": sec.get("drop_path_rate", 0.0),
+    }
+    _act(sec, "act_cfg", "GELU", ("GELU",))
+    spec.model.backbone_kwargs = kwargs
+    _norm(sec, spec, "norm_cfg", {"type": "LN", "eps": 1e-6}, part, allowed=("LN",), option="norm_eps")
+    _backbone_checks(sec, spec, part, kwargs, ("in_channels", "out_indices"))
+    variant = next((v for v, (dims, layers) in MIT_ARCH.items()
+                    if dims == kwargs["embed_dims"] and tuple(layers) == tuple(kwargs["num_layers"])), "b0")
+    return f"mit-{variant}", kwargs
+
+
+def _inner(sec: _Section, spec: ModelSpec, part: Part) -> tuple[str, dict[str, Any]]:
+    """The backbone nested in a wrapper's ``backbone_cfg`` (BiSeNetV1's context path, STDC's STDCNet)."""
+    inner = _Section(dict(sec.get("backbone_cfg")), sec.key("backbone_cfg"))
+    mapper = BACKBONES.get(inner.type)
+    if mapper is None or mapper in (_bisenetv1, _stdc_context):
+        inner.fail("type", inner.type, f"unsupported backbone; segrt converts {sorted(BACKBONES)}")
+    name, kwargs = mapper(inner, spec, part)
+    inner.finish()
+    return name, kwargs
+
+
+def _bisenetv1(sec: _Section, spec: ModelSpec, part: Part) -> tuple[str, dict[str, Any]]:
+    name, kwargs = _inner(sec, spec, lambda m: part(m).context_path.backbone)
+    head = spec.model.head_kwargs
+    head["spatial_channels"] = list(sec.get("spatial_channels", (64, 64, 64, 128)))
+    head["fusion_channels"] = sec.get("out_channels", 256)
+    context = sec.get("context_channels", (128, 256, 512))
+    spec.check(sec.key("context_channels"), context, lambda m: (part(m).context_path.conv_head16.conv.out_channels,
+                                                                *part(m).context_path.backbone.out_channels[2:]))
+    spec.check(sec.key("in_channels"), sec.get("in_channels", 3), lambda m: part(m).in_channels)
+    sec.expect("out_indices", (0, 1, 2), ((0, 1, 2),))
+    sec.expect("align_corners", False, (False,))
+    sec.expect("conv_cfg", None, (None,))
+    _norm(sec, spec, "norm_cfg", {"type": "BN"}, part)
+    _act(sec, "act_cfg", "ReLU", ("ReLU",))
+    return name, kwargs
+
+
+def _bisenetv2(sec: _Section, spec: ModelSpec, part: Part) -> tuple[str, dict[str, Any]]:
+    kwargs = {
+        "in_channels": sec.get("in_channels", 3), "detail_channels": sec.get("detail_channels", (64, 64, 128)),
+        "semantic_channels": sec.get("semantic_channels", (16, 32, 64, 128)),
+        "semantic_expansion_ratio": sec.get("semantic_expansion_ratio", 6),
+        "bga_channels": sec.get("bga_channels", 128), "align_corners": sec.get("align_corners", False),
+    }
+    sec.expect("out_indices", (0, 1, 2, 3, 4), ((0, 1, 2, 3, 4),))
+    sec.expect("conv_cfg", None, (None,))
+    _norm(sec, spec, "norm_cfg", {"type": "BN"}, part)
+    _act(sec, "act_cfg", "ReLU", ("ReLU",))
+    return "bisenetv2", kwargs
+
+
+def _stdcnet(sec: _Section, spec: ModelSpec, part: Part) -> tuple[str, dict[str, Any]]:
+    variant = {"STDCNet1": "stdc1", "STDCNet2": "stdc2"}.get(sec.get("stdc_type"))
+    if variant is None:
+        sec.fail("stdc_type", sec.cfg.get("stdc_type"), "segrt supports 'STDCNet1' or 'STDCNet2'")
+    kwargs = {"in_channels": sec.get("in_channels"), "channels": sec.get("channels"),
+              "num_convs": sec.get("num_convs", 4)}
+    sec.expect("bottleneck_type", None, ("cat",))
+    sec.expect("with_final_conv", False, (False,))
+    sec.expect("conv_cfg", None, (None,))
+    _norm(sec, spec, "norm_cfg", _REQUIRED, part)
+    _act(sec, "act_cfg", _REQUIRED, ("ReLU",))
+    return variant, kwargs
+
+
+def _stdc_context(sec: _Section, spec: ModelSpec, part: Part) -> tuple[str, dict[str, Any]]:
+    name, kwargs = _inner(sec, spec, lambda m: part(m).backbone)
+    head = spec.model.head_kwargs
+    head["context_channels"] = sec.get("out_channels", 128)
+    ffm = _Section(dict(sec.get("ffm_cfg", {"in_channels": 512, "out_channels": 256, "scale_factor": 4})),
+                   sec.key("ffm_cfg"))
+    head["fusion_channels"] = ffm.get("out_channels")
+    spec.check(ffm.key("in_channels"), ffm.get("in_channels"),
+               lambda m: part(m).out_channels[0] + part(m).out_channels[2])  # stage 2 + stride-8 context
+    spec.check(ffm.key("scale_factor"), ffm.get("scale_factor", 4),  # squeeze ratio of the FFM's attention
+               lambda m: part(m).ffm.conv0.conv.out_channels // part(m).ffm.attention[1].conv.out_channels)
+    ffm.finish()
+    last = sec.get("last_in_channels", (1024, 512))
+    spec.check(sec.key("last_in_channels"), last, lambda m: tuple(part(m).backbone.out_channels[::-1][:2]))
+    sec.expect("upsample_mode", "nearest", ("nearest",))
+    sec.expect("align_corners", None, (None,))
+    _norm(sec, spec, "norm_cfg", {"type": "BN"}, part)
+    return name, kwargs
+
+
+BackboneMapper = Callable[[_Section, ModelSpec, Part], tuple[str, dict[str, Any]]]
 #: MMSeg backbone type -> mapper returning (segrt backbone name, backbone_kwargs).
 BACKBONES: dict[str, BackboneMapper] = {
     "ResNet": _resnet, "ResNetV1c": _resnet, "ResNetV1d": _resnet, "MobileNetV2": _mobilenetv2,
+    "MobileNetV3": _mobilenetv3, "MixVisionTransformer": _mit, "BiSeNetV1": _bisenetv1, "BiSeNetV2": _bisenetv2,
+    "STDCNet": _stdcnet, "STDCContextPathNet": _stdc_context,
 }
 
 
 # ----------------------------------------------------------------------------------------------------------- heads
 @dataclass(frozen=True)
 class HeadType:
-    """How an MMSeg decode-head type maps: the segrt builder it selects (None: only usable as an auxiliary head),
-    its own keys with MMSeg's defaults, whether it reads several levels, the neck type the builder brings, and
-    the activation/norm types segrt's version uses."""
+    """An MMSeg decode-head type: its own settings with MMSeg's defaults (``_REQUIRED``: must be given), whether it
+    reads several levels, the activation/norm types of segrt's version, and, as an auxiliary head, the builder
+    keyword its settings map to (``aux_options``) and the builder flag that adds it (``aux_flag``)."""
 
-    model: str | None
     defaults: Mapping[str, Any] = field(default_factory=dict)
     multi: bool = False
-    neck: str | None = None
-    act: tuple[str | None, ...] = ("ReLU",)
-    norm: tuple[str | None, ...] = ("BN", "SyncBN", "BN2d")
+    act: tuple[Any, ...] = ("ReLU",)
+    norm: tuple[Any, ...] = _BN
+    aux_options: Mapping[str, str] = field(default_factory=dict)
+    aux_flag: str | None = None
 
 
-# BaseDecodeHead's settings and MMSeg's defaults (norm_cfg/act_cfg/conv_cfg/input_transform handled apart).
-_BASE_HEAD = {"in_channels": _REQUIRED, "channels": _REQUIRED, "in_index": -1, "dropout_ratio": 0.1,
-              "align_corners": False}
+_FCN = {"num_convs": 2, "kernel_size": 3, "concat_input": True, "dilation": 1}
 HEADS: dict[str, HeadType] = {
-    "FCNHead": HeadType("fcn", {"num_convs": 2, "kernel_size": 3, "concat_input": True, "dilation": 1}),
-    "PSPHead": HeadType("pspnet", {"pool_scales": (1, 2, 3, 6)}),
-    "ASPPHead": HeadType("deeplabv3", {"dilations": (1, 6, 12, 18)}),
+    "FCNHead": HeadType(_FCN),
+    "PSPHead": HeadType({"pool_scales": (1, 2, 3, 6)}),
+    "ASPPHead": HeadType({"dilations": (1, 6, 12, 18)}),
     "DepthwiseSeparableASPPHead": HeadType(
-        "deeplabv3plus", {"dilations": (1, 6, 12, 18), "c1_in_channels": _REQUIRED, "c1_channels": _REQUIRED}),
-    "UPerHead": HeadType("upernet", {"pool_scales": (1, 2, 3, 6)}, multi=True),
-    "FPNHead": HeadType("fpn", {"feature_strides": _REQUIRED}, multi=True, neck="FPN"),
+        {"dilations": (1, 6, 12, 18), "c1_in_channels": _REQUIRED, "c1_channels": _REQUIRED}),
+    "UPerHead": HeadType({"pool_scales": (1, 2, 3, 6)}, multi=True),
+    "FPNHead": HeadType({"feature_strides": _REQUIRED}, multi=True),
+    "CCHead": HeadType({"recurrence": 2, "kernel_size": 3, "concat_input": True, "dilation": 1}),
+    "DAHead": HeadType({"pam_channels": _REQUIRED}),
+    "OCRHead": HeadType({"ocr_channels": _REQUIRED, "scale": 1}),
+    "LRASPPHead": HeadType({"branch_channels": (32, 64)}, multi=True),
+    "SegformerHead": HeadType({"interpolate_mode": "bilinear"}, multi=True),
+    "STDCHead": HeadType({**_FCN, "boundary_threshold": 0.1}, aux_options={"boundary_threshold": "boundary_threshold"},
+                         aux_flag="boundary_head"),
 }
 # Values our head modules do not keep as attributes, read from their layers instead: (head type, key) -> getter.
 HEAD_GETTERS: dict[tuple[str, str], Callable[[nn.Module], Any]] = {
     ("FCNHead", "dilation"): lambda h: h.convs[0].conv.dilation[0] if h.num_convs else 1,
+    ("STDCHead", "dilation"): lambda h: h.convs[0].conv.dilation[0] if h.num_convs else 1,
+    ("CCHead", "dilation"): lambda h: h.convs[0].conv.dilation[0],
     ("DepthwiseSeparableASPPHead", "c1_channels"): lambda h: h.c1_bottleneck.conv.out_channels
     if h.c1_bottleneck is not None else 0,
+    ("SegformerHead", "interpolate_mode"): lambda h: "bilinear",  # segrt's SegformerHead resizes bilinearly
 }
 
 
-def _head(sec: _Section, spec: ModelSpec, head: Callable[[nn.Module], nn.Module], options: Mapping[str, str]) -> int:
+@dataclass(frozen=True)
+class Rule:
+    """Which segrt builder an MMSeg model maps to: its decode head type(s) (several: a cascade), neck type and,
+    optionally, backbone types; ``stages`` renames settings per cascade stage (config key -> builder keyword;
+    None: every setting the builder takes under the same name)."""
+
+    model: str
+    heads: tuple[str, ...]
+    neck: str | None = None
+    backbones: tuple[str, ...] = ()
+    stages: tuple[Mapping[str, str] | None, ...] = ()
+
+
+#: First match wins, so backbone-specific rules come first.
+RULES: list[Rule] = [
+    Rule("bisenetv1", ("FCNHead",), backbones=("BiSeNetV1",)),
+    Rule("bisenetv2", ("FCNHead",), backbones=("BiSeNetV2",)),
+    Rule("stdc", ("FCNHead",), backbones=("STDCContextPathNet",)),
+    Rule("fcn", ("FCNHead",)),
+    Rule("pspnet", ("PSPHead",)),
+    Rule("fastfcn_psp", ("PSPHead",), neck="JPU"),
+    Rule("deeplabv3", ("ASPPHead",)),
+    Rule("fastfcn_aspp", ("ASPPHead",), neck="JPU"),
+    Rule("deeplabv3plus", ("DepthwiseSeparableASPPHead",)),
+    Rule("upernet", ("UPerHead",)),
+    Rule("fpn", ("FPNHead",), neck="FPN"),
+    Rule("ccnet", ("CCHead",)),
+    Rule("danet", ("DAHead",)),
+    Rule("ocrnet", ("FCNHead", "OCRHead"), stages=({"channels": "fcn_channels"}, None)),
+    Rule("lraspp", ("LRASPPHead",)),
+    Rule("segformer", ("SegformerHead",)),
+]
+# Builder keywords whose names differ from MMSeg's head settings (single-stage decode heads).
+_RENAMES: dict[str, dict[str, str]] = {}
+
+
+def _head(sec: _Section, spec: ModelSpec, head: Part, options: Mapping[str, str], aux: bool = False) -> int:
     """Read one decode/auxiliary head dict: settings in ``options`` (config key -> builder keyword) go to the
     builder, every setting is checked against the built head ``head(model)``. Returns its num_classes."""
     kind = HEADS.get(sec.type)
@@ -766,6 +937,8 @@ def _head(sec: _Section, spec: ModelSpec, head: Callable[[nn.Module], nn.Module]
     _act(sec, "act_cfg", "ReLU", kind.act)
     for key, default in {**_BASE_HEAD, **kind.defaults}.items():
         value = sec.get(key, default)
+        if aux and key == "align_corners":
+            continue  # an auxiliary head's align_corners only resizes its logits for its training loss
         getter = HEAD_GETTERS.get((sec.type, key), lambda h, key=key: getattr(h, key, _NO_ATTR))
         if key in options:
             spec.model.head_kwargs[options[key]] = list(value) if isinstance(value, tuple) else value
@@ -774,6 +947,12 @@ def _head(sec: _Section, spec: ModelSpec, head: Callable[[nn.Module], nn.Module]
     return num_classes
 
 
+# BaseDecodeHead's settings and MMSeg's defaults (norm_cfg/act_cfg/conv_cfg/input_transform handled apart).
+_BASE_HEAD = {"in_channels": _REQUIRED, "channels": _REQUIRED, "in_index": -1, "dropout_ratio": 0.1,
+              "align_corners": False}
+
+
+# ----------------------------------------------------------------------------------------------------------- necks
 def _fpn_neck(sec: _Section, spec: ModelSpec) -> None:
     in_channels = sec.get("in_channels")
     spec.model.head_kwargs["neck_channels"] = sec.get("out_channels")
@@ -789,28 +968,46 @@ def _fpn_neck(sec: _Section, spec: ModelSpec) -> None:
     upsample = sec.get("upsample_cfg", {"mode": "nearest"})
     if dict(upsample) != {"mode": "nearest"}:
         sec.fail("upsample_cfg", upsample, "segrt's FPN upsamples with nearest interpolation to the next size")
-    sec.finish()
+
+
+def _jpu_neck(sec: _Section, spec: ModelSpec) -> None:
+    in_channels = sec.get("in_channels", (512, 1024, 2048))
+    spec.model.head_kwargs["neck_channels"] = sec.get("mid_channels", 512)
+    spec.model.head_kwargs["jpu_dilations"] = list(sec.get("dilations", (1, 2, 4, 8)))
+    end = sec.get("end_level", -1)
+    spec.check(sec.key("in_channels"), in_channels, lambda m: m.neck.in_channels)
+    spec.check(sec.key("start_level"), sec.get("start_level", 0), lambda m: m.neck.start_level)
+    spec.check(sec.key("end_level"), len(in_channels) if end == -1 else end, lambda m: m.neck.end_level)
+    spec.check(sec.key("align_corners"), sec.get("align_corners", False), lambda m: m.neck.align_corners)
+    sec.expect("conv_cfg", None, (None,))
+    _norm(sec, spec, "norm_cfg", {"type": "BN"}, lambda m: m.neck)
+    _act(sec, "act_cfg", "ReLU", ("ReLU",))
 
 
 #: MMSeg neck type -> reader (sets builder options and checks).
-NECKS: dict[str, Callable[[_Section, ModelSpec], None]] = {"FPN": _fpn_neck}
+NECKS: dict[str, Callable[[_Section, ModelSpec], None]] = {"FPN": _fpn_neck, "JPU": _jpu_neck}
 
 
+# ------------------------------------------------------------------------------------------------------ the model
 def _auxiliary(value: Any, spec: ModelSpec, drop_aux: bool) -> None:
-    if value is None:
-        spec.model.aux = False
-        return
-    if drop_aux:
-        spec.model.aux = False
-        spec.notes.append("auxiliary head(s) dropped (drop_aux=True)")
-        return
-    heads = list(value) if isinstance(value, list | tuple) else [value]
     options = _options(spec.model.name)
-    if "aux" not in options and not heads:
+    flags = {k.aux_flag: t for t, k in HEADS.items() if k.aux_flag and k.aux_flag in options}
+    heads = [] if value is None else list(value) if isinstance(value, list | tuple) else [value]
+    for flag, kind in flags.items():
+        spec.model.head_kwargs[flag] = any(isinstance(h, dict) and h.get("type") == kind for h in heads)
+    if not heads or drop_aux:
+        spec.model.aux = False
+        if heads:
+            spec.notes.append("auxiliary head(s) dropped (drop_aux=True)")
         return
     spec.model.aux = True
-    channels = {h.get("channels") for h in heads if isinstance(h, dict)}
-    aux_opts = {"channels": "aux_channels"} if "aux_channels" in options and len(channels) == 1 else {}
+    widths = [h.get("channels") for h in heads if isinstance(h, dict)]
+    aux_opts: dict[str, str] = {}
+    if "aux_channels" in options:
+        if _takes_sequence(spec.model.name, "aux_channels"):
+            spec.model.head_kwargs["aux_channels"] = widths
+        elif len(set(widths)) == 1:
+            aux_opts["channels"] = "aux_channels"
 
     def count(m: nn.Module) -> int:
         a = m.auxiliary_head
@@ -820,44 +1017,75 @@ def _auxiliary(value: Any, spec: ModelSpec, drop_aux: bool) -> None:
     for i, h in enumerate(heads):
         where = "model.auxiliary_head" + (f"[{i}]" if isinstance(value, list | tuple) else "")
         getter = (lambda m, i=i: m.auxiliary_head[i]) if len(heads) > 1 else (lambda m: m.auxiliary_head)
+        kind = HEADS.get(h.get("type")) if isinstance(h, dict) else None
+        extra = {k: v for k, v in (kind.aux_options if kind else {}).items() if v in options}
         try:
-            _head(_Section(h, where), spec, getter, aux_opts)
+            _head(_Section(h, where), spec, getter, {**aux_opts, **extra}, aux=True)
         except ValueError as e:
             raise ValueError(f"{e} (pass drop_aux=True to convert without the training-only auxiliary head)") from None
+
+
+def _rule(heads: tuple[str, ...], neck: str | None, backbone: str) -> Rule:
+    for rule in RULES:
+        if rule.heads == heads and rule.neck == neck and (not rule.backbones or backbone in rule.backbones):
+            return rule
+    unknown = [h for h in heads if h not in HEADS]
+    if unknown:
+        key = "model.decode_head.type" if len(heads) == 1 else "model.decode_head[*].type"
+        raise ValueError(f"{key}={unknown[0]!r}: unsupported decode head; segrt converts "
+                         f"{sorted({h for r in RULES for h in r.heads})}")
+    raise ValueError(f"model.decode_head.type={heads if len(heads) > 1 else heads[0]!r} with model.neck.type="
+                     f"{neck!r} on model.backbone.type={backbone!r}: no segrt model has this combination (segrt "
+                     f"converts: {', '.join(_describe(r) for r in RULES)})")
+
+
+def _describe(rule: Rule) -> str:
+    heads = "+".join(rule.heads)
+    return f"{heads}" + (f" with {rule.neck}" if rule.neck else "") + (
+        f" on {'/'.join(rule.backbones)}" if rule.backbones else "")
 
 
 def model_spec(model: Mapping[str, Any], *, drop_aux: bool = False) -> ModelSpec:
     """Map an MMSeg ``model`` dict (from :func:`read_config`) onto a segrt builder; ``ValueError`` names the
     config key of anything that cannot be built. ``spec.verify(built_model)`` completes the checks."""
     sec = _Section(dict(model), "model")
-    sec.expect("type", "EncoderDecoder", ("EncoderDecoder",))
-    sec.get("data_preprocessor", None)
-    sec.get("train_cfg", None)
-    test_cfg = sec.get("test_cfg", None) or {}
     head_cfg = sec.get("decode_head")
-    decode = _Section(dict(head_cfg) if isinstance(head_cfg, dict) else head_cfg, "model.decode_head")
-    kind = HEADS.get(decode.type)
-    if kind is None or kind.model is None:
-        decode.fail("type", decode.type, f"unsupported decode head; segrt converts "
-                                         f"{sorted(k for k, v in HEADS.items() if v.model)}")
-    spec = ModelSpec(ModelCfg(name=kind.model, backbone="", backbone_kwargs={}, head_kwargs={}, aux=False),
-                     num_classes=int(decode.cfg.get("num_classes", 0)))
+    cascade = isinstance(head_cfg, list | tuple)
+    sec.expect("type", "EncoderDecoder", ("CascadeEncoderDecoder",) if cascade else ("EncoderDecoder",))
+    if cascade:
+        sec.expect("num_stages", _REQUIRED, (len(head_cfg),))
+    heads = [_Section(dict(h) if isinstance(h, dict) else h,
+                      f"model.decode_head[{i}]" if cascade else "model.decode_head")
+             for i, h in enumerate(head_cfg if cascade else [head_cfg])]
+    neck = sec.get("neck", None)
+    if neck is not None and not isinstance(neck, dict):
+        sec.fail("neck", neck, "a list of necks is not supported")
     bb = _Section(dict(sec.get("backbone")), "model.backbone")
+    rule = _rule(tuple(h.type for h in heads), (neck or {}).get("type"), bb.type)
+    spec = ModelSpec(ModelCfg(name=rule.model, backbone="", backbone_kwargs={}, head_kwargs={}, aux=False),
+                     num_classes=int(heads[-1].cfg.get("num_classes", 0)))
     mapper = BACKBONES.get(bb.type)
     if mapper is None:
         bb.fail("type", bb.type, f"unsupported backbone; segrt converts {sorted(BACKBONES)}")
-    spec.model.backbone, spec.model.backbone_kwargs = mapper(bb, spec)
+    spec.model.backbone, spec.model.backbone_kwargs = mapper(bb, spec, lambda m: m.backbone)
     bb.finish()
-    neck = sec.get("neck", None)
-    if (neck or {}).get("type") != kind.neck:
-        sec.fail("neck", neck, f"segrt's {kind.model!r} (for {decode.type}) has "
-                               + (f"a {kind.neck} neck" if kind.neck else "no neck"))
     if neck is not None:
-        NECKS[kind.neck](_Section(dict(neck), "model.neck"), spec)
-    options = _options(kind.model)
-    spec.ignore_index = int(decode.cfg.get("ignore_index", 255))
-    _head(decode, spec, lambda m: m.decode_head, {k: k for k in (*_BASE_HEAD, *kind.defaults) if k in options})
+        neck_sec = _Section(dict(neck), "model.neck")
+        NECKS[neck_sec.type](neck_sec, spec)
+        neck_sec.finish()
+    options = _options(rule.model)
+    for i, h in enumerate(heads):
+        stage = rule.stages[i] if rule.stages else None
+        kind = HEADS[h.type]
+        names = stage if stage is not None else {k: _RENAMES.get(rule.model, {}).get(k, k)
+                                                  for k in (*_BASE_HEAD, *kind.defaults)}
+        getter = (lambda m, i=i: m.decode_head[i]) if cascade else (lambda m: m.decode_head)
+        _head(h, spec, getter, {k: v for k, v in names.items() if v in options})
+    spec.ignore_index = int(heads[-1].cfg.get("ignore_index", 255))
     _auxiliary(sec.get("auxiliary_head", None), spec, drop_aux)
+    sec.get("data_preprocessor", None)
+    sec.get("train_cfg", None)
+    test_cfg = sec.get("test_cfg", None) or {}
     if test_cfg.get("mode", "whole") != "whole":
         spec.notes.append(f"model.test_cfg={test_cfg}: MMSeg evaluated this model with sliding windows; segrt runs it "
                           "on the whole (resized) image")
