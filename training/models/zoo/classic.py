@@ -20,9 +20,10 @@ from ..heads.sep_aspp import DepthwiseSeparableASPPHead
 from ..heads.uper import UPerHead
 from ..layers import ALIGN_CORNERS
 from ..necks.fpn import FPN
-from ..registry import FULLY_EXPORTABLE, build_backbone, register
+from ..registry import FULLY_EXPORTABLE, TINY_CNN, build_backbone, register
 from ..segmentor import Segmentor
 from .common import Backbone, default_channels, level, scaled, segmentor, top
+from .convnext import TINY_CONVNEXT
 
 
 @register("pspnet", capabilities=FULLY_EXPORTABLE)
@@ -138,7 +139,7 @@ def deeplabv3plus(
     return segmentor(bb, head, aux, num_classes, aux_channels, align_corners)
 
 
-@register("upernet", capabilities=FULLY_EXPORTABLE)
+@register("upernet", capabilities=FULLY_EXPORTABLE, tiny=[*TINY_CNN, TINY_CONVNEXT])
 def upernet(
     *,
     num_classes: int,
@@ -162,7 +163,9 @@ def upernet(
         [bb.out_channels[i] for i in idx], channels or scaled(bb, 512), num_classes=num_classes, in_index=idx,
         pool_scales=tuple(pool_scales), dropout_ratio=dropout_ratio, align_corners=align_corners,
     )
-    return segmentor(bb, head, aux, num_classes, aux_channels, align_corners, aux_default=256)
+    model = segmentor(bb, head, aux, num_classes, aux_channels, align_corners, aux_default=256)
+    model.size_divisor = getattr(bb, "size_divisor", 1)  # ConvNeXt: H, W multiples of 32
+    return model
 
 
 @register("fpn", capabilities=FULLY_EXPORTABLE)
