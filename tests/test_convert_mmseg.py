@@ -445,3 +445,21 @@ def test_mmengine_runner_objects_are_loaded_inert(tmp_path, monkeypatch):
     state, meta = load_mmseg_checkpoint(path)
     assert torch.equal(state["w"], torch.ones(2)) and meta["dataset_meta"]["classes"] == ("a", "b")
     assert calls == []
+
+
+def test_config_from_the_checkpoint_meta(tmp_path):
+    # MMEngine's runner stores the dumped config as meta["cfg"]: then no config file is needed.
+    config = _tiny_config(tmp_path, "upernet")
+    ckpt, source = _mmseg_checkpoint(tmp_path, config)
+    saved = torch.load(ckpt, weights_only=True)
+    saved["meta"]["cfg"] = config.read_text()
+    torch.save(saved, ckpt)
+    model, report = convert_mmseg(ckpt)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), source(x), rtol=0, atol=0)
+    assert report.config == "checkpoint meta" and "cfg" not in report.mmseg_meta
+    del saved["meta"]["cfg"]
+    torch.save(saved, ckpt)
+    with pytest.raises(ValueError, match="no config given"):
+        convert_mmseg(ckpt)

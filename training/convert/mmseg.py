@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from engine.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
 from training.checkpoint import save_atomic
 from training.config import Config, DataCfg, ModelCfg
-from training.convert.mmseg_config import ModelSpec, model_spec, read_config
+from training.convert.mmseg_config import ModelSpec, model_spec, read_config, read_config_text
 from training.models import Segmentor, build
 
 __all__ = ["ConversionReport", "convert_mmseg", "load_mmseg_checkpoint", "model_spec", "save_converted"]
@@ -260,14 +260,28 @@ def _build(spec: ModelSpec) -> Segmentor:
                          f"{e}") from None
 
 
+def _config_of(config: str | Path | None, meta: Mapping[str, Any], checkpoint: str | Path) -> dict[str, Any]:
+    """The config file's contents, else the config text MMEngine (``meta["cfg"]``) or MMSeg 0.x
+    (``meta["config"]``) saved in the checkpoint."""
+    if config is not None:
+        return read_config(config)
+    for key in ("cfg", "config"):
+        if isinstance(meta.get(key), str) and "model" in meta[key]:
+            return read_config_text(meta[key], f"{Path(checkpoint).name}:meta[{key!r}]")
+    raise ValueError(f"{checkpoint}: no config given and the checkpoint's meta carries none (meta keys: "
+                     f"{sorted(map(str, meta))}); pass the MMSeg config file it was trained with")
+
+
 def convert_mmseg(
-    checkpoint: str | Path, config: str | Path, *, drop_aux: bool = False, input_size: tuple[int, int] | None = None
+    checkpoint: str | Path, config: str | Path | None = None, *, drop_aux: bool = False,
+    input_size: tuple[int, int] | None = None,
 ) -> tuple[Segmentor, ConversionReport]:
     """Build the segrt model an MMSeg 1.x ``config`` file describes and load ``checkpoint``'s weights into it.
 
     Args:
         checkpoint: an MMSeg ``.pth`` file (``{"meta", "state_dict", ...}``), read with ``weights_only=True``.
-        config: the MMSeg config file it was trained with (``_base_`` files are resolved beside it).
+        config: the MMSeg config file it was trained with (``_base_`` files are resolved beside it); None: the
+            config text the checkpoint's meta carries (MMEngine's runner saves it as ``meta["cfg"]``).
         drop_aux: leave out the auxiliary head(s) (training-only) and their weights, e.g. when the config's
             auxiliary head is one segrt's builder cannot reproduce.
         input_size: (H, W) to record as the model's inference size; default from the config's test pipeline.
@@ -275,11 +289,11 @@ def convert_mmseg(
     Returns the model in eval mode and a :class:`ConversionReport`. Raises ``ValueError`` naming the config key
     for anything segrt cannot build, and listing missing/unexpected/mis-shaped keys if the weights do not fit.
     """
-    cfg = read_config(config)
-    if not isinstance(cfg.get("model"), Mapping):
-        raise ValueError(f"{config}: the config defines no 'model' dict")
-    spec = model_spec(cfg["model"], drop_aux=drop_aux)
     state, meta = load_mmseg_checkpoint(checkpoint)
+    cfg = _config_of(config, meta, checkpoint)
+    if not isinstance(cfg.get("model"), Mapping):
+        raise ValueError(f"{config or checkpoint}: the config defines no 'model' dict")
+    spec = model_spec(cfg["model"], drop_aux=drop_aux)
     notes = list(spec.notes)
     dropped = sorted(k for k in state if k.startswith("data_preprocessor."))
     mean, std = _preprocessing(cfg, state)
@@ -291,12 +305,14 @@ def convert_mmseg(
     model.load_state_dict(_match_weights(model, weights, str(checkpoint)), strict=True)
     model.eval()
     classes, palette = _classes(meta, cfg, spec.num_classes, notes)
-    safe_meta = {k: v for k, v in meta.items() if isinstance(v, str | int | float | bool) and not isinstance(v, _Inert)}
+    safe_meta = {k: v for k, v in meta.items()  # scalars (versions, iteration), not the long config dump
+                 if isinstance(v, int | float | bool) or (isinstance(v, str) and len(v) < 200)}
     report = ConversionReport(
         model=asdict(spec.model), num_classes=spec.num_classes, classes=classes, palette=palette, mean=mean, std=std,
         input_size=list(input_size) if input_size else _input_size(cfg, notes), align_corners=model.align_corners,
         ignore_index=spec.ignore_index, params=sum(p.numel() for p in model.parameters()),
-        checkpoint=str(checkpoint), config=str(config), dropped_keys=dropped, notes=notes, mmseg_meta=safe_meta,
+        checkpoint=str(checkpoint), config=str(config) if config else "checkpoint meta", dropped_keys=dropped,
+        notes=notes, mmseg_meta=safe_meta,
     )
     return model, report
 

@@ -427,20 +427,23 @@ def _run(tree: ast.Module, path: Path, base: dict[str, Any]) -> dict[str, Any]:
     return names
 
 
-def _read(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+def _read(path: Path, chain: tuple[Path, ...], text: str | None = None) -> dict[str, Any]:
     if path in chain:
         raise ConfigError(f"circular _base_ inheritance: {' -> '.join(str(p) for p in (*chain, path))}")
-    if not path.is_file():
-        where = f" (a base of {chain[-1]})" if chain else ""
-        raise ConfigError(f"config file not found: {path}{where}")
-    if path.suffix != ".py":
-        raise ConfigError(f"{path}: only Python (.py) MMSeg configs are supported")
+    if text is None:
+        if not path.is_file():
+            where = f" (a base of {chain[-1]})" if chain else ""
+            raise ConfigError(f"config file not found: {path}{where}")
+        if path.suffix != ".py":
+            raise ConfigError(f"{path}: only Python (.py) MMSeg configs are supported")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text: {e}") from None
     try:
-        tree = ast.parse(_substitute(path.read_text(encoding="utf-8"), path), filename=str(path))
+        tree = ast.parse(_substitute(text, path), filename=str(path))
     except SyntaxError as e:
         raise ConfigError(f"{path}:{e.lineno}: not valid Python: {e.msg}") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text: {e}") from None
     base: dict[str, Any] = {}
     for base_path in _base_files(tree, path):
         part = _read(base_path, (*chain, path))
@@ -462,6 +465,14 @@ def read_config(path: str | Path) -> dict[str, Any]:
     a statement other than an assignment, or a base/child merge conflict.
     """
     return _plain(_read(Path(path).expanduser().resolve(), ()))
+
+
+def read_config_text(text: str, name: str = "<config>") -> dict[str, Any]:
+    """:func:`read_config` of config source text, e.g. the dumped config an MMEngine checkpoint carries in
+    ``meta["cfg"]`` (``_base_`` paths, if any, resolve against the current directory)."""
+    if not isinstance(text, str):
+        raise ConfigError(f"{name}: expected config text, got {type(text).__name__}")
+    return _plain(_read(Path.cwd() / name, (), text=text))
 
 
 def find_unevaluated(value: Any, prefix: str = "") -> list[tuple[str, Unevaluated]]:
