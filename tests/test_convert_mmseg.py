@@ -201,6 +201,10 @@ TINY = {
     "segformer": ("segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py",
                   "backbone=dict(embed_dims=8, num_layers=[1, 1, 1, 1]), "
                   "decode_head=dict(in_channels=[8, 16, 40, 64], channels=16)"),
+    "upernet-convnext": ("convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py",
+                         "backbone=dict(arch=dict(_delete_=True, depths=[1, 1, 1, 1], channels=[8, 16, 32, 64])), "
+                         "decode_head=dict(in_channels=[8, 16, 32, 64], channels=16), "
+                         "auxiliary_head=dict(in_channels=32, channels=8)"),
 }
 NO_AUX = {"fpn", "ocrnet", "lraspp", "segformer"}
 ALIGNED = {"deeplabv3", "stdc"}  # align_corners=True in the (tiny) config
@@ -278,6 +282,7 @@ MMSEG_PARAMS = {
     "bisenetv2/bisenetv2_fcn_4xb4-160k_cityscapes-1024x1024.py": 14_804_255,
     "mobilenet_v3/mobilenet-v3-d8-s_lraspp_4xb4-320k_cityscapes-512x1024.py": 1_140_787,
     "segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py": 3_753_718,
+    "convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py": 60_242_636,  # MMSeg + mmpretrain
 }
 
 

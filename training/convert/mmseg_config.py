@@ -627,7 +627,7 @@ class _Section:
 
 _NORMS: dict[str, tuple[type[nn.Module], float]] = {
     "BN": (nn.BatchNorm2d, 1e-5), "SyncBN": (nn.BatchNorm2d, 1e-5), "BN2d": (nn.BatchNorm2d, 1e-5),
-    "LN": (nn.LayerNorm, 1e-5),
+    "LN": (nn.LayerNorm, 1e-5), "LN2d": (nn.LayerNorm, 1e-5),
 }
 Part = Callable[[nn.Module], nn.Module]
 _BN = ("BN", "SyncBN", "BN2d")
@@ -764,6 +764,36 @@ def _mit(sec: _Section, spec: ModelSpec, part: Part) -> tuple[str, dict[str, Any
     return f"mit-{variant}", kwargs
 
 
+def _convnext(sec: _Section, spec: ModelSpec, part: Part) -> tuple[str, dict[str, Any]]:
+    from training.models.backbones.convnext import ARCH
+
+    arch = sec.get("arch", "tiny")
+    kwargs: dict[str, Any] = {}
+    if isinstance(arch, dict):  # mmpretrain also takes dict(depths=..., channels=...)
+        kwargs.update(depths=tuple(arch["depths"]), channels=tuple(arch["channels"]))
+        name = "convnext-tiny"
+    elif arch in ARCH:
+        name = f"convnext-{arch}"
+        kwargs.update(depths=ARCH[arch][0], channels=ARCH[arch][1])
+    else:
+        sec.fail("arch", arch, f"segrt's ConvNeXt archs are {sorted(ARCH)} or dict(depths=..., channels=...)")
+    out = sec.get("out_indices", -1)
+    kwargs.update(
+        in_channels=sec.get("in_channels", 3), stem_patch_size=sec.get("stem_patch_size", 4),
+        drop_path_rate=sec.get("drop_path_rate", 0.0), layer_scale_init_value=sec.get("layer_scale_init_value", 1e-6),
+        out_indices=tuple(i % 4 for i in ((out,) if isinstance(out, int) else out)),
+    )
+    sec.expect("gap_before_final_norm", True, (False,))
+    sec.expect("linear_pw_conv", True, (True,))
+    sec.expect("use_grn", False, (False,))
+    _norm(sec, spec, "norm_cfg", {"type": "LN2d", "eps": 1e-6}, part, allowed=("LN2d",))
+    _act(sec, "act_cfg", "GELU", ("GELU",))
+    _backbone_checks(sec, spec, part, kwargs, ("out_indices", "in_channels"))
+    spec.check(sec.key("arch") + " (depths)", kwargs["depths"], lambda m: part(m).depths)
+    spec.check(sec.key("arch") + " (channels)", kwargs["channels"], lambda m: part(m).channels)
+    return name, kwargs
+
+
 def _inner(sec: _Section, spec: ModelSpec, part: Part) -> tuple[str, dict[str, Any]]:
     """The backbone nested in a wrapper's ``backbone_cfg`` (BiSeNetV1's context path, STDC's STDCNet)."""
     inner = _Section(dict(sec.get("backbone_cfg")), sec.key("backbone_cfg"))
@@ -845,7 +875,7 @@ BackboneMapper = Callable[[_Section, ModelSpec, Part], tuple[str, dict[str, Any]
 BACKBONES: dict[str, BackboneMapper] = {
     "ResNet": _resnet, "ResNetV1c": _resnet, "ResNetV1d": _resnet, "MobileNetV2": _mobilenetv2,
     "MobileNetV3": _mobilenetv3, "MixVisionTransformer": _mit, "BiSeNetV1": _bisenetv1, "BiSeNetV2": _bisenetv2,
-    "STDCNet": _stdcnet, "STDCContextPathNet": _stdc_context,
+    "STDCNet": _stdcnet, "STDCContextPathNet": _stdc_context, "mmpretrain.ConvNeXt": _convnext, "ConvNeXt": _convnext,
 }
 
 
