@@ -468,3 +468,22 @@ def test_config_from_the_checkpoint_meta(tmp_path):
     torch.save(saved, ckpt)
     with pytest.raises(ValueError, match="no config given"):
         convert_mmseg(ckpt)
+
+
+def test_half_precision_weights_and_missing_bn_counters(tmp_path):
+    config = _tiny_config(tmp_path, "pspnet")
+    ckpt, source = _mmseg_checkpoint(tmp_path, config)
+
+    def edit(sd):
+        for k in [k for k in sd if k.endswith("num_batches_tracked")]:
+            del sd[k]
+        for k in sd:
+            if sd[k].is_floating_point() and k.startswith("decode_head."):
+                sd[k] = sd[k].half()
+
+    model, report = convert_mmseg(_rewrite(ckpt, edit), config)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert any("num_batches_tracked" in n for n in report.notes) and any("float16" in n for n in report.notes)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), source(x), rtol=1e-2, atol=1e-2)

@@ -149,9 +149,15 @@ def load_mmseg_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str
     return dict(state), dict(meta) if isinstance(meta, Mapping) else {}
 
 
-def _match_weights(model: nn.Module, state: dict[str, Tensor], where: str) -> dict[str, Tensor]:
-    """Check ``state`` has exactly the model's keys and shapes (ValueError listing every difference); cast dtypes."""
+def _match_weights(model: nn.Module, state: dict[str, Tensor], where: str, notes: list[str]) -> dict[str, Tensor]:
+    """Check ``state`` has exactly the model's keys and shapes (ValueError listing every difference); cast floating
+    tensors to the model's dtype (fp16 checkpoints). Missing BatchNorm ``num_batches_tracked`` counters (absent
+    from some converted checkpoints; unused at inference) are filled with zeros."""
     ours = model.state_dict()
+    counters = [k for k in set(ours) - set(state) if k.endswith(".num_batches_tracked")]
+    if counters:
+        state = {**state, **{k: torch.zeros_like(ours[k]) for k in counters}}
+        notes.append(f"{len(counters)} BatchNorm num_batches_tracked counters were missing: set to 0")
     missing = sorted(set(ours) - set(state))
     unexpected = sorted(set(state) - set(ours))
     shapes = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(ours[k].shape)}"
@@ -163,6 +169,9 @@ def _match_weights(model: nn.Module, state: dict[str, Tensor], where: str) -> di
         raise ValueError(f"{where}: the checkpoint does not match the model the config describes: "
                          f"missing keys {show(missing)}; unexpected keys {show(unexpected)}; "
                          f"shape mismatches {show(shapes)}")
+    casts = sorted({str(v.dtype) for k, v in state.items() if v.is_floating_point() and v.dtype != ours[k].dtype})
+    if casts:
+        notes.append(f"weights stored as {', '.join(casts)}: converted to the model's dtype")
     return {k: v.to(ours[k].dtype) if v.is_floating_point() else v for k, v in state.items()}
 
 
@@ -302,7 +311,7 @@ def convert_mmseg(
     weights = {k: v for k, v in state.items() if k not in set(dropped)}
     model = _build(spec)
     spec.verify(model)
-    model.load_state_dict(_match_weights(model, weights, str(checkpoint)), strict=True)
+    model.load_state_dict(_match_weights(model, weights, str(checkpoint), notes), strict=True)
     model.eval()
     classes, palette = _classes(meta, cfg, spec.num_classes, notes)
     safe_meta = {k: v for k, v in meta.items()  # scalars (versions, iteration), not the long config dump
