@@ -9,7 +9,8 @@ naming any unknown key. :func:`model_info` says what each model supports (ONNX e
 Backbone families register a name pattern with :func:`register_backbone`; ``build_backbone("resnet50")``,
 ``build_backbone("mit-b0")`` and so on dispatch on it. Every backbone returns a tuple of NCHW maps and exposes
 ``out_channels``, ``out_strides``, ``out_indices``, ``level_indices`` (output layer of each pyramid level 0..3, strides
-4..32), ``in_channels``, ``output_stride`` and ``width_scale`` (1.0 at the reference width).
+4..32), ``in_channels``, ``output_stride`` and ``width_scale`` (1.0 at the reference width), and optionally
+``size_divisor`` (input H, W must be multiples of it, e.g. ConvNeXt's 32).
 """
 
 from __future__ import annotations

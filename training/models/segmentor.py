@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from torch import Tensor, nn
 
 from .heads.base import BaseDecodeHead
@@ -52,7 +54,8 @@ class Segmentor(nn.Module):
         self.output_stride: int = max(1, self.feature_stride // self.upsample)
         if size_divisor < 1:
             raise ValueError(f"Segmentor: size_divisor must be >= 1, got {size_divisor}")
-        self.size_divisor = int(size_divisor)
+        # a backbone that needs multiples of N (ConvNeXt's unpadded downsampling: 32) says so with ``size_divisor``
+        self.size_divisor = math.lcm(int(size_divisor), int(getattr(backbone, "size_divisor", 1)))
         self.in_channels: int = int(getattr(backbone, "in_channels", 3))
 
     def _check_input(self, x: Tensor) -> None:

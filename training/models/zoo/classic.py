@@ -163,9 +163,7 @@ def upernet(
         [bb.out_channels[i] for i in idx], channels or scaled(bb, 512), num_classes=num_classes, in_index=idx,
         pool_scales=tuple(pool_scales), dropout_ratio=dropout_ratio, align_corners=align_corners,
     )
-    model = segmentor(bb, head, aux, num_classes, aux_channels, align_corners, aux_default=256)
-    model.size_divisor = getattr(bb, "size_divisor", 1)  # ConvNeXt: H, W multiples of 32
-    return model
+    return segmentor(bb, head, aux, num_classes, aux_channels, align_corners, aux_default=256)
 
 
 @register("fpn", capabilities=FULLY_EXPORTABLE)
