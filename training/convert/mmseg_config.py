@@ -794,6 +794,27 @@ def _convnext(sec: _Section, spec: ModelSpec, part: Part) -> tuple[str, dict[str
     return name, kwargs
 
 
+def _unet(sec: _Section, spec: ModelSpec, part: Part) -> tuple[str, dict[str, Any]]:
+    kwargs = {
+        "in_channels": sec.get("in_channels", 3), "base_channels": sec.get("base_channels", 64),
+        "num_stages": sec.get("num_stages", 5), "strides": sec.get("strides", (1, 1, 1, 1, 1)),
+        "enc_num_convs": sec.get("enc_num_convs", (2, 2, 2, 2, 2)), "dec_num_convs": sec.get("dec_num_convs",
+                                                                                              (2, 2, 2, 2)),
+        "downsamples": sec.get("downsamples", (True, True, True, True)),
+        "enc_dilations": sec.get("enc_dilations", (1, 1, 1, 1, 1)), "dec_dilations": sec.get("dec_dilations",
+                                                                                              (1, 1, 1, 1)),
+    }
+    upsample = sec.get("upsample_cfg", {"type": "InterpConv"})
+    if dict(upsample) != {"type": "InterpConv"}:
+        sec.fail("upsample_cfg", upsample, "segrt's UNet upsamples with MMSeg's default InterpConv")
+    for key in ("conv_cfg", "dcn", "plugins"):
+        sec.expect(key, None, (None,))
+    _norm(sec, spec, "norm_cfg", {"type": "BN"}, part)
+    _act(sec, "act_cfg", "ReLU", ("ReLU",))
+    _backbone_checks(sec, spec, part, kwargs, ("in_channels", "num_stages"))
+    return "unet", kwargs
+
+
 def _inner(sec: _Section, spec: ModelSpec, part: Part) -> tuple[str, dict[str, Any]]:
     """The backbone nested in a wrapper's ``backbone_cfg`` (BiSeNetV1's context path, STDC's STDCNet)."""
     inner = _Section(dict(sec.get("backbone_cfg")), sec.key("backbone_cfg"))
@@ -876,6 +897,7 @@ BACKBONES: dict[str, BackboneMapper] = {
     "ResNet": _resnet, "ResNetV1c": _resnet, "ResNetV1d": _resnet, "MobileNetV2": _mobilenetv2,
     "MobileNetV3": _mobilenetv3, "MixVisionTransformer": _mit, "BiSeNetV1": _bisenetv1, "BiSeNetV2": _bisenetv2,
     "STDCNet": _stdcnet, "STDCContextPathNet": _stdc_context, "mmpretrain.ConvNeXt": _convnext, "ConvNeXt": _convnext,
+    "UNet": _unet,
 }
 
 
@@ -926,17 +948,23 @@ HEAD_GETTERS: dict[tuple[str, str], Callable[[nn.Module], Any]] = {
 class Rule:
     """Which segrt builder an MMSeg model maps to: its decode head type(s) (several: a cascade), neck type and,
     optionally, backbone types; ``stages`` renames settings per cascade stage (config key -> builder keyword;
-    None: every setting the builder takes under the same name)."""
+    None: every setting the builder takes under the same name); ``fixed`` are builder options the rule implies;
+    ``when`` narrows the rule by the decode head dicts."""
 
     model: str
     heads: tuple[str, ...]
     neck: str | None = None
     backbones: tuple[str, ...] = ()
     stages: tuple[Mapping[str, str] | None, ...] = ()
+    fixed: Mapping[str, Any] = field(default_factory=dict)  # builder options the rule sets (U-Net's decoder)
+    when: Callable[[list[dict[str, Any]]], bool] | None = None  # also tests the decode head dicts
 
 
 #: First match wins, so backbone-specific rules come first.
 RULES: list[Rule] = [
+    Rule("unet", ("FCNHead",), backbones=("UNet",), fixed={"decoder": "fcn"}),
+    Rule("unet", ("ASPPHead",), backbones=("UNet",), fixed={"decoder": "aspp"}),
+    Rule("unet", ("PSPHead",), backbones=("UNet",), fixed={"decoder": "psp"}),
     Rule("bisenetv1", ("FCNHead",), backbones=("BiSeNetV1",)),
     Rule("bisenetv2", ("FCNHead",), backbones=("BiSeNetV2",)),
     Rule("stdc", ("FCNHead",), backbones=("STDCContextPathNet",)),
@@ -1066,9 +1094,15 @@ def _auxiliary(value: Any, spec: ModelSpec, drop_aux: bool) -> None:
             raise ValueError(f"{e} (pass drop_aux=True to convert without the training-only auxiliary head)") from None
 
 
-def _rule(heads: tuple[str, ...], neck: str | None, backbone: str) -> Rule:
+def _rule(heads: tuple[str, ...], neck: str | None, backbone: str, cfgs: list[dict[str, Any]]) -> Rule:
+    from training.models import list_models
+
     for rule in RULES:
-        if rule.heads == heads and rule.neck == neck and (not rule.backbones or backbone in rule.backbones):
+        if rule.heads == heads and rule.neck == neck and (not rule.backbones or backbone in rule.backbones) and \
+                (rule.when is None or rule.when(cfgs)):
+            if rule.model not in list_models():
+                raise ValueError(f"model.decode_head.type={heads[-1]!r}: maps to segrt model {rule.model!r}, which "
+                                 "is not registered in this build")
             return rule
     unknown = [h for h in heads if h not in HEADS]
     if unknown:
@@ -1102,9 +1136,9 @@ def model_spec(model: Mapping[str, Any], *, drop_aux: bool = False) -> ModelSpec
     if neck is not None and not isinstance(neck, dict):
         sec.fail("neck", neck, "a list of necks is not supported")
     bb = _Section(dict(sec.get("backbone")), "model.backbone")
-    rule = _rule(tuple(h.type for h in heads), (neck or {}).get("type"), bb.type)
-    spec = ModelSpec(ModelCfg(name=rule.model, backbone="", backbone_kwargs={}, head_kwargs={}, aux=False),
-                     num_classes=int(heads[-1].cfg.get("num_classes", 0)))
+    rule = _rule(tuple(h.type for h in heads), (neck or {}).get("type"), bb.type, [h.cfg for h in heads])
+    spec = ModelSpec(ModelCfg(name=rule.model, backbone="", backbone_kwargs={}, head_kwargs=dict(rule.fixed),
+                              aux=False), num_classes=int(heads[-1].cfg.get("num_classes", 0)))
     mapper = BACKBONES.get(bb.type)
     if mapper is None:
         bb.fail("type", bb.type, f"unsupported backbone; segrt converts {sorted(BACKBONES)}")
