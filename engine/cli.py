@@ -33,6 +33,15 @@ def _models(a: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(a: argparse.Namespace) -> int:
+    from training.convert import convert
+
+    _, report = convert(a.source, a.checkpoint, config=a.config, arch=a.arch, output=a.output)
+    keys = ("format", "model", "arch", "architecture", "num_classes", "params", "output")
+    print(json.dumps({k: report[k] for k in keys if k in report}, default=str))
+    return 0
+
+
 def _train(a: argparse.Namespace) -> int:
     from training.config import load_config
     from training.train import train
@@ -219,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument("--backbone", default=None, help="build on this backbone instead of each model's default")
     mo.add_argument("--json", action="store_true", help="print JSON rows instead of a markdown table")
     mo.set_defaults(func=_models)
+    cv = sub.add_parser("convert", help="import an MMSegmentation, torchvision or Hugging Face checkpoint")
+    cv.add_argument("source", choices=["mmseg", "torchvision", "hf"])
+    cv.add_argument("checkpoint", help="the checkpoint file (a Hugging Face folder for hf)")
+    cv.add_argument("--config", default=None, help="MMSeg config .py (mmseg) or config.json (hf, with a file)")
+    cv.add_argument("--arch", default=None, help="torchvision builder, e.g. deeplabv3_resnet50 (torchvision)")
+    cv.add_argument("-o", "--output", required=True, help="segrt checkpoint to write (.pt)")
+    cv.set_defaults(func=_convert)
     t = sub.add_parser("train", help="train a model from a YAML config")
     t.add_argument("config")
     t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config keys")
