@@ -144,20 +144,54 @@ def test_adaptive_padding_is_tensorflow_same(size: tuple[int, int]) -> None:
     assert torch.equal(conv(x), ref) and ref.shape[2:] == tuple(-(-n // 2) for n in size)
 
 
-@pytest.mark.parametrize("size", [(49, 49), (64, 128), (80, 130)])
-def test_window_pool_matches_avg_pool(size: tuple[int, int]) -> None:
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("size", [(49, 49), (64, 128), (80, 130), (128, 256)])
+def test_window_pool_matches_avg_pool_and_interpolate(size: tuple[int, int], align_corners: bool) -> None:
     x = torch.randn(2, 3, *size)
-    got = WindowAvgPool2d(49, (16, 20))(x)
-    torch.testing.assert_close(got, F.avg_pool2d(x, 49, stride=(16, 20)), rtol=1e-5, atol=1e-6)
+    pool = WindowAvgPool2d(49, (16, 20))
+    got = pool(x)
+    ref = F.avg_pool2d(x, 49, stride=(16, 20))
+    assert got.shape[2:] == (ref.shape[2] + 1, ref.shape[3] + 1)  # plus a copy of the last row and column
+    torch.testing.assert_close(got[:, :, :-1, :-1], ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got[:, :, -1], got[:, :, -2])
+    up = F.interpolate(ref, size=size, mode="bilinear", align_corners=align_corners)
+    torch.testing.assert_close(pool.upsample(got, size, align_corners), up, rtol=1e-5, atol=1e-6)
 
 
-def test_lraspp_forward_at_reference_pool_and_errors() -> None:
+def test_window_pool_on_maps_smaller_than_the_window() -> None:
+    # Where AvgPool2d fails, a side shorter than the window is averaged whole.
+    pool = WindowAvgPool2d(49, (16, 20))
+    x = torch.randn(1, 2, 8, 10)
+    torch.testing.assert_close(pool(x)[:, :, :1, :1], x.mean((2, 3), keepdim=True))
+    torch.testing.assert_close(pool.upsample(pool(x), (8, 10)), x.mean((2, 3), keepdim=True).expand(-1, -1, 8, 10))
+    x = torch.randn(1, 2, 30, 100)
+    ref = F.avg_pool2d(x, (30, 49), stride=(16, 20))
+    assert ref.shape[2:] == (1, 3)
+    torch.testing.assert_close(pool(x)[:, :, :-1, :-1], ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")  # emitted inside torch.export
+def test_lraspp_onnx_keeps_the_pool_dynamic_below_and_above_the_window(tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
     m = build("lraspp", num_classes=3, backbone_kwargs={"widen_factor": 0.25}).eval()
     assert m.decode_head.channels == 32 and m.decode_head.branch_channels == (8, 16)
-    with torch.no_grad():
-        assert m(torch.randn(1, 3, 392, 400)).shape == (1, 3, 196, 200)  # 49x50 map: the smallest 49x49 pool
-        with pytest.raises(ValueError, match="does not fit"):
-            m(torch.randn(1, 3, 128, 128))
+    dyn = torch.export.Dim.DYNAMIC
+    program = torch.onnx.export(m, (torch.randn(1, 3, 64, 80),), dynamo=True, opset_version=18,
+                                dynamic_shapes={"x": {0: dyn, 2: dyn, 3: dyn}})
+    program.save(str(tmp_path / "lraspp.onnx"))
+    sess = ort.InferenceSession(str(tmp_path / "lraspp.onnx"), providers=["CPUExecutionProvider"])
+    # 8x10 map (window clamped to the map), 49x50 (one 49x49 window) and 60x82 (2 windows across).
+    for hw in [(64, 80), (392, 400), (480, 656)]:
+        x = torch.randn(1, 3, *hw)
+        with torch.no_grad():
+            ref = m(x)
+        (got,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+        assert got.shape == ref.shape == (1, 3, hw[0] // 2, hw[1] // 2)
+        assert float(abs(got - ref.numpy()).max()) <= 1e-4 * float(ref.abs().max())
+
+
+def test_lraspp_errors() -> None:
     with pytest.raises(ValueError, match="mobilenetv3-large|small"):
         build("lraspp", num_classes=3, backbone="mobilenetv3-medium")
     with pytest.raises(ValueError, match="widen"):
