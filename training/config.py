@@ -63,6 +63,10 @@ class TrainCfg:
 
     Under torchrun (several processes) ``batch_size`` is the global batch, split evenly over the processes, and
     ``sync_bn`` makes BatchNorm statistics span the global batch (training.distributed).
+
+    ``deterministic`` runs with ``torch.use_deterministic_algorithms`` (and cuBLAS's deterministic workspace on
+    CUDA), so that a killed and resumed run ends bit-identical to an uninterrupted one on any device; on the CPU,
+    with a fixed ``threads``, training is bit-reproducible without it as well (tests/test_kill_resume.py).
     """
 
     iters: int = 1000
@@ -92,6 +96,7 @@ class TrainCfg:
     threads: int | None = None
     max_minutes: float | None = None
     sync_bn: bool = True
+    deterministic: bool = False
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -126,11 +127,18 @@ def train(cfg: Config, resume: str | Path | None = None, quiet: bool = False,
     """
     if cfg.train.threads:
         torch.set_num_threads(int(cfg.train.threads))
-    device = dist.setup(cfg.train.device)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
     try:
-        return _train(cfg, device, resume, quiet, stop_after)
+        if cfg.train.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS; read at CUDA init
+            torch.use_deterministic_algorithms(True)
+        device = dist.setup(cfg.train.device)
+        try:
+            return _train(cfg, device, resume, quiet, stop_after)
+        finally:
+            dist.cleanup()
     finally:
-        dist.cleanup()
+        torch.use_deterministic_algorithms(was_deterministic)
 
 
 def _train(cfg: Config, device: torch.device, resume: str | Path | None, quiet: bool,
@@ -142,6 +150,8 @@ def _train(cfg: Config, device: torch.device, resume: str | Path | None, quiet: 
     work = Path(cfg.work_dir)
     if main:  # rank 0 writes the config and generates the synthetic dataset before the others open it
         work.mkdir(parents=True, exist_ok=True)
+        for stale in (*work.glob(".last.*.tmp.pt"), *work.glob(".best.*.tmp.pt")):
+            stale.unlink(missing_ok=True)  # a checkpoint write that a kill cut short (last.pt itself is whole)
         (work / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         train_ds, val_ds = open_datasets(cfg)
     dist.barrier()
@@ -200,8 +210,8 @@ def _train(cfg: Config, device: torch.device, resume: str | Path | None, quiet: 
                          "rng": rng, "metrics": metrics or {}}, work / name)
         dist.barrier()
 
-    log = RunLog(work) if main else None
-    metrics: dict[str, Any] = {}
+    log = RunLog(work, resume_iter=start if resume else None) if main else None
+    metrics: dict[str, Any] = dict(ckpt.get("metrics") or {}) if resume else {}  # the last evaluation's
     t0 = time.time()
     bar = tqdm(range(start, t.iters), initial=start, total=t.iters, desc="train", disable=quiet or not main,
                dynamic_ncols=True)
@@ -241,8 +251,7 @@ def _train(cfg: Config, device: torch.device, resume: str | Path | None, quiet: 
             metrics, cm = _evaluate(model if ema is None else ema.module, val_ds, cfg)
             model.train()
             if log is not None:
-                log.write(iter=done, **{k: metrics[k] for k in ("mIoU", "pixAcc", "mAcc")})
-                log.plot(cm.mat, list(val_ds.classes))
+                log.evaluation(done, metrics, cm.mat, list(val_ds.classes))
                 bar.write(f"iter {done}: mIoU {metrics['mIoU']:.4f} pixAcc {metrics['pixAcc']:.4f}")
             if metrics["mIoU"] > best:
                 best = metrics["mIoU"]
