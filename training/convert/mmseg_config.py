@@ -634,14 +634,16 @@ _BN = ("BN", "SyncBN", "BN2d")
 
 
 def _norm(sec: _Section, spec: ModelSpec, key: str, default: Any, part: Part, allowed: tuple[Any, ...] = _BN,
-          option: str | None = None) -> None:
-    """Read a ``norm_cfg``: its type must be one segrt's module uses (None: no norm), and its eps is checked
-    against that module's norm layers (or passed to the builder as ``option``)."""
+          ) -> float | None:
+    """Read a ``norm_cfg``: its type must be one segrt's module uses, and its eps is checked against that module's
+    norm layers; returns the eps. ``None`` (no norm) is accepted when the built module has no such layers."""
     cfg = sec.get(key, default)
+    classes = tuple({_NORMS[a][0] for a in allowed if a})
     if cfg is None:
         if None not in allowed:
-            sec.fail(key, cfg, "segrt's layers here are normalised")
-        return
+            spec.check(sec.key(key), None, lambda m: next((type(x).__name__ for x in part(m).modules()
+                                                           if isinstance(x, classes)), None))
+        return None
     norm = _Section(dict(cfg), sec.key(key))
     kind = norm.expect("type", None, tuple(a for a in allowed if a))
     norm.get("requires_grad", True)
@@ -649,14 +651,13 @@ def _norm(sec: _Section, spec: ModelSpec, key: str, default: Any, part: Part, al
     cls, eps_default = _NORMS[kind]
     eps = norm.get("eps", eps_default)
     norm.finish()
-    if option:
-        spec.model.backbone_kwargs[option] = eps
 
     def eps_of(model: nn.Module) -> Any:
         values = {m.eps for m in part(model).modules() if isinstance(m, cls)}
         return values.pop() if len(values) == 1 else (eps if not values else tuple(sorted(values)))
 
     spec.check(norm.key("eps"), eps, eps_of)
+    return eps
 
 
 def _act(sec: _Section, key: str, default: str | None, allowed: tuple[Any, ...]) -> None:
@@ -736,9 +737,8 @@ def _mobilenetv3(sec: _Section, spec: ModelSpec, part: Part) -> tuple[str, dict[
     sec.expect("conv_cfg", None, (None,))
     kwargs: dict[str, Any] = {"out_indices": sec.get("out_indices", (0, 1, 12)),
                               "reduction_factor": sec.get("reduction_factor", 1)}
-    _norm(sec, spec, "norm_cfg", {"type": "BN"}, part, option="norm_eps")
+    kwargs["norm_eps"] = _norm(sec, spec, "norm_cfg", {"type": "BN"}, part)
     _backbone_checks(sec, spec, part, kwargs, ("out_indices", "reduction_factor"))
-    spec.model.backbone_kwargs = kwargs  # _norm put norm_eps into spec.model.backbone_kwargs
     return f"mobilenetv3-{arch}", kwargs
 
 
@@ -756,8 +756,7 @@ def _mit(sec: _Section, spec: ModelSpec, part: Part) -> tuple[str, dict[str, Any
         "drop_path_rate": sec.get("drop_path_rate", 0.0),
     }
     _act(sec, "act_cfg", "GELU", ("GELU",))
-    spec.model.backbone_kwargs = kwargs
-    _norm(sec, spec, "norm_cfg", {"type": "LN", "eps": 1e-6}, part, allowed=("LN",), option="norm_eps")
+    kwargs["norm_eps"] = _norm(sec, spec, "norm_cfg", {"type": "LN", "eps": 1e-6}, part, allowed=("LN",))
     _backbone_checks(sec, spec, part, kwargs, ("in_channels", "out_indices"))
     variant = next((v for v, (dims, layers) in MIT_ARCH.items()
                     if dims == kwargs["embed_dims"] and tuple(layers) == tuple(kwargs["num_layers"])), "b0")
@@ -813,6 +812,34 @@ def _unet(sec: _Section, spec: ModelSpec, part: Part) -> tuple[str, dict[str, An
     _act(sec, "act_cfg", "ReLU", ("ReLU",))
     _backbone_checks(sec, spec, part, kwargs, ("in_channels", "num_stages"))
     return "unet", kwargs
+
+
+_VIT_DEFAULTS = {  # MMSeg VisionTransformer's settings that segrt's takes under the same names
+    "img_size": 224, "patch_size": 16, "patch_pad": "corner", "in_channels": 3, "embed_dims": 768, "num_layers": 12,
+    "num_heads": 12, "mlp_ratio": 4, "out_indices": -1, "qkv_bias": True, "drop_rate": 0.0, "attn_drop_rate": 0.0,
+    "drop_path_rate": 0.0, "with_cls_token": True, "output_cls_token": False, "patch_norm": False,
+    "patch_bias": False, "pre_norm": False, "final_norm": False, "interpolate_mode": "bicubic", "num_fcs": 2,
+}
+
+
+def _vit(sec: _Section, spec: ModelSpec, part: Part) -> tuple[str, dict[str, Any]]:
+    try:
+        from training.models.zoo.vit import VIT_VARIANTS
+    except ImportError:  # the ViT family is not in this build
+        VIT_VARIANTS = {}
+    kwargs = {k: sec.get(k, d) for k, d in _VIT_DEFAULTS.items()}
+    if isinstance(kwargs["img_size"], tuple) and len(set(kwargs["img_size"])) == 1:
+        kwargs["img_size"] = kwargs["img_size"][0]
+    sec.expect("out_origin", False, (False,))
+    sec.get("frozen_exclude", None)  # training-only
+    _act(sec, "act_cfg", "GELU", ("GELU",))
+    kwargs["norm_eps"] = _norm(sec, spec, "norm_cfg", {"type": "LN"}, part, allowed=("LN",))
+    dims = (kwargs["embed_dims"], kwargs["num_layers"], kwargs["num_heads"])
+    variant = next((v for v, arch in VIT_VARIANTS.items() if tuple(arch) == dims), "base")
+    _backbone_checks(sec, spec, part, kwargs, ("patch_size", "embed_dims", "num_layers", "num_heads",
+                                                "interpolate_mode", "with_cls_token", "output_cls_token",
+                                                "final_norm", "in_channels"))
+    return f"vit-{variant}", kwargs
 
 
 def _inner(sec: _Section, spec: ModelSpec, part: Part) -> tuple[str, dict[str, Any]]:
@@ -897,7 +924,7 @@ BACKBONES: dict[str, BackboneMapper] = {
     "ResNet": _resnet, "ResNetV1c": _resnet, "ResNetV1d": _resnet, "MobileNetV2": _mobilenetv2,
     "MobileNetV3": _mobilenetv3, "MixVisionTransformer": _mit, "BiSeNetV1": _bisenetv1, "BiSeNetV2": _bisenetv2,
     "STDCNet": _stdcnet, "STDCContextPathNet": _stdc_context, "mmpretrain.ConvNeXt": _convnext, "ConvNeXt": _convnext,
-    "UNet": _unet,
+    "UNet": _unet, "VisionTransformer": _vit,
 }
 
 
@@ -914,6 +941,12 @@ class HeadType:
     norm: tuple[Any, ...] = _BN
     aux_options: Mapping[str, str] = field(default_factory=dict)
     aux_flag: str | None = None
+    norm_default: Any = None  # the head's own default norm_cfg (BaseDecodeHead's is None)
+    act_default: str = "ReLU"
+    # Settings a mismatch of which shows in the weights (shapes, extra keys) or only matters in training: they
+    # need no attribute on segrt's module.
+    trusted: frozenset[str] = frozenset()
+    norm_layer: bool = False  # has MMSeg's ``norm_layer`` (a LayerNorm on the input tokens)
 
 
 _FCN = {"num_convs": 2, "kernel_size": 3, "concat_input": True, "dilation": 1}
@@ -932,6 +965,15 @@ HEADS: dict[str, HeadType] = {
     "SegformerHead": HeadType({"interpolate_mode": "bilinear"}, multi=True),
     "STDCHead": HeadType({**_FCN, "boundary_threshold": 0.1}, aux_options={"boundary_threshold": "boundary_threshold"},
                          aux_flag="boundary_head"),
+    "SETRUPHead": HeadType({"num_convs": 1, "up_scale": 4, "kernel_size": 3}, norm_layer=True,
+                           aux_options={"num_convs": "aux_num_convs", "up_scale": "aux_up_scale",
+                                        "kernel_size": "aux_kernel_size"}),
+    "SETRMLAHead": HeadType({"mla_channels": 128, "up_scale": 4}, multi=True),
+    "SegmenterMaskTransformerHead": HeadType(
+        {"num_layers": _REQUIRED, "num_heads": _REQUIRED, "embed_dims": _REQUIRED, "mlp_ratio": 4,
+         "drop_path_rate": 0.1, "drop_rate": 0.0, "attn_drop_rate": 0.0, "num_fcs": 2, "qkv_bias": True},
+        act=("GELU",), act_default="GELU", norm=("LN",), norm_default={"type": "LN"},
+        trusted=frozenset({"mlp_ratio", "drop_path_rate", "drop_rate", "attn_drop_rate", "num_fcs", "qkv_bias"})),
 }
 # Values our head modules do not keep as attributes, read from their layers instead: (head type, key) -> getter.
 HEAD_GETTERS: dict[tuple[str, str], Callable[[nn.Module], Any]] = {
@@ -941,6 +983,12 @@ HEAD_GETTERS: dict[tuple[str, str], Callable[[nn.Module], Any]] = {
     ("DepthwiseSeparableASPPHead", "c1_channels"): lambda h: h.c1_bottleneck.conv.out_channels
     if h.c1_bottleneck is not None else 0,
     ("SegformerHead", "interpolate_mode"): lambda h: "bilinear",  # segrt's SegformerHead resizes bilinearly
+    ("SETRUPHead", "num_convs"): lambda h: len(h.up_convs),
+    ("SETRUPHead", "up_scale"): lambda h: h.up_convs[0][1].scale,
+    ("SETRUPHead", "kernel_size"): lambda h: h.up_convs[0][0].conv.kernel_size[0],
+    ("SETRMLAHead", "up_scale"): lambda h: h.up_scale,
+    ("SegmenterMaskTransformerHead", "num_layers"): lambda h: len(h.layers),
+    ("SegmenterMaskTransformerHead", "embed_dims"): lambda h: h.dec_proj.out_features,
 }
 
 
@@ -968,6 +1016,7 @@ RULES: list[Rule] = [
     Rule("bisenetv1", ("FCNHead",), backbones=("BiSeNetV1",)),
     Rule("bisenetv2", ("FCNHead",), backbones=("BiSeNetV2",)),
     Rule("stdc", ("FCNHead",), backbones=("STDCContextPathNet",)),
+    Rule("segmenter_linear", ("FCNHead",), backbones=("VisionTransformer",)),
     Rule("fcn", ("FCNHead",)),
     Rule("pspnet", ("PSPHead",)),
     Rule("fastfcn_psp", ("PSPHead",), neck="JPU"),
@@ -981,6 +1030,10 @@ RULES: list[Rule] = [
     Rule("ocrnet", ("FCNHead", "OCRHead"), stages=({"channels": "fcn_channels"}, None)),
     Rule("lraspp", ("LRASPPHead",)),
     Rule("segformer", ("SegformerHead",)),
+    Rule("segmenter_mask", ("SegmenterMaskTransformerHead",)),
+    Rule("setr_naive", ("SETRUPHead",), when=lambda heads: heads[0].get("num_convs", 1) == 1),
+    Rule("setr_pup", ("SETRUPHead",)),
+    Rule("setr_mla", ("SETRMLAHead",), neck="MLANeck"),
 ]
 # Builder keywords whose names differ from MMSeg's head settings (single-stage decode heads).
 _RENAMES: dict[str, dict[str, str]] = {}
@@ -1002,8 +1055,11 @@ def _head(sec: _Section, spec: ModelSpec, head: Part, options: Mapping[str, str]
     sec.expect("input_transform", "multiple_select" if kind.multi else None,
                ("multiple_select",) if kind.multi else (None,))
     sec.expect("conv_cfg", None, (None,))
-    _norm(sec, spec, "norm_cfg", None, head, kind.norm)
-    _act(sec, "act_cfg", "ReLU", kind.act)
+    _norm(sec, spec, "norm_cfg", kind.norm_default, head, kind.norm)
+    _act(sec, "act_cfg", kind.act_default, kind.act)
+    if kind.norm_layer:
+        _norm(sec, spec, "norm_layer", {"type": "LN", "eps": 1e-6}, lambda m: head(m).norm, ("LN",))
+    sec.get("init_std", None)  # training-only (initialisation)
     for key, default in {**_BASE_HEAD, **kind.defaults}.items():
         value = sec.get(key, default)
         if aux and key == "align_corners":
@@ -1011,7 +1067,7 @@ def _head(sec: _Section, spec: ModelSpec, head: Part, options: Mapping[str, str]
         getter = HEAD_GETTERS.get((sec.type, key), lambda h, key=key: getattr(h, key, _NO_ATTR))
         if key in options:
             spec.model.head_kwargs[options[key]] = list(value) if isinstance(value, tuple) else value
-        spec.check(sec.key(key), value, lambda m, g=getter: g(head(m)), optional=key in options)
+        spec.check(sec.key(key), value, lambda m, g=getter: g(head(m)), optional=key in options or key in kind.trusted)
     sec.finish()
     return num_classes
 
@@ -1053,8 +1109,17 @@ def _jpu_neck(sec: _Section, spec: ModelSpec) -> None:
     _act(sec, "act_cfg", "ReLU", ("ReLU",))
 
 
+def _mla_neck(sec: _Section, spec: ModelSpec) -> None:
+    spec.check(sec.key("in_channels"), sec.get("in_channels", (1024, 1024, 1024, 1024)), lambda m: m.neck.in_channels)
+    spec.model.head_kwargs["neck_channels"] = sec.get("out_channels", 256)
+    spec.check(sec.key("out_channels"), spec.model.head_kwargs["neck_channels"], lambda m: m.neck.out_channels)
+    _norm(sec, spec, "norm_layer", {"type": "LN", "eps": 1e-6}, lambda m: m.neck, ("LN",))
+    _norm(sec, spec, "norm_cfg", None, lambda m: m.neck)
+    _act(sec, "act_cfg", None, ("ReLU",))
+
+
 #: MMSeg neck type -> reader (sets builder options and checks).
-NECKS: dict[str, Callable[[_Section, ModelSpec], None]] = {"FPN": _fpn_neck, "JPU": _jpu_neck}
+NECKS: dict[str, Callable[[_Section, ModelSpec], None]] = {"FPN": _fpn_neck, "JPU": _jpu_neck, "MLANeck": _mla_neck}
 
 
 # ------------------------------------------------------------------------------------------------------ the model
