@@ -523,3 +523,14 @@ def test_half_precision_weights_and_missing_bn_counters(tmp_path):
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(model(x), source(x), rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("config, size", [
+    ("bisenetv1/bisenetv1_r18-d32_4xb4-160k_cityscapes-1024x1024.py", [1024, 2048]),  # Cityscapes' image size
+    ("pspnet/pspnet_r50-d8_4xb4-80k_ade20k-512x512.py", [512, 512]),  # short side 512 only: the crop
+    ("unet/unet-s5-d16_fcn_4xb4-40k_drive-64x64.py", [565, 584]),  # landscape: pass input_size for portrait
+])
+def test_inference_size_from_the_test_pipeline(config, size):
+    from training.convert.mmseg import _input_size
+
+    assert _input_size(read_config(CONFIGS / config), []) == size

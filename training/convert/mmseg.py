@@ -15,7 +15,6 @@ bound to inert placeholders (no code of theirs runs), anything else is refused w
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -222,18 +221,21 @@ def _classes(meta: Mapping[str, Any], cfg: Mapping[str, Any], num_classes: int, 
 
 
 def _input_size(cfg: Mapping[str, Any], notes: list[str]) -> list[int] | None:
-    """Inference size (H, W): the test pipeline's Resize scale when its aspect matches the training crop (as for
-    Cityscapes' 1024x2048), else the crop size, else None."""
+    """Inference size (H, W). MMSeg's test pipelines resize with ``keep_ratio``, so ``scale`` bounds the long and
+    the short side: of aspect <= 2 it is the dataset's image size (Cityscapes' 2048x1024), used in landscape
+    orientation (H <= W); a wider one only bounds the short side (ADE20K's 2048x512), so the training crop is
+    used instead; without either, None (any size). ``convert_mmseg(input_size=...)`` overrides it."""
     crop = cfg.get("crop_size")
-    crop = list(crop) if isinstance(crop, list | tuple) and len(crop) == 2 else None
+    crop = [int(crop[0]), int(crop[1])] if isinstance(crop, list | tuple) and len(crop) == 2 else None
     scale = None
     for step in cfg.get("test_pipeline") or []:
         if isinstance(step, Mapping) and step.get("type") == "Resize" and isinstance(step.get("scale"), list | tuple):
-            scale = [int(step["scale"][1]), int(step["scale"][0])]  # MMSeg scale is (w, h)
-    if scale and crop and math.isclose(scale[1] / scale[0], crop[1] / crop[0], rel_tol=1e-3):
+            scale = sorted(int(v) for v in step["scale"])  # (short, long) = (H, W) in landscape
+    if scale and max(scale) <= 2 * min(scale):
         return scale
     if crop:
-        notes.append(f"input_size: the training crop {crop} (the test pipeline resizes with keep_ratio)")
+        notes.append(f"input_size: the training crop {crop} (the test pipeline keeps each image's aspect ratio; "
+                     "pass input_size= to choose another)")
     return crop
 
 
