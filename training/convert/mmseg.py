@@ -1,8 +1,8 @@
 """Import MMSegmentation 1.x checkpoints: ``convert_mmseg(checkpoint, config) -> (Segmentor, report)``.
 
-The MMSeg config (a Python file, read safely by :mod:`training.convert.mmseg_config`) is mapped onto one of our
-registered builders (``training.models.build``) by the tables of :mod:`training.convert.mmseg_config`; every
-value the config sets is either passed to the builder or checked against the built model afterwards, so a config
+The MMSeg config (a Python file, read without executing it by :mod:`training.convert.mmseg_config`, whose tables
+also map it onto one of our registered builders, ``training.models.build``) decides the model: every value the
+config sets is either passed to the builder or checked against the built model afterwards, so a config
 asking for something we cannot build fails with a ``ValueError`` naming the config key and value instead of
 loading into a subtly different network. Our state-dict names are MMSeg's, so the weights then load with
 ``load_state_dict(strict=True)`` after dropping ``data_preprocessor.*`` (and a DDP ``module.`` prefix).

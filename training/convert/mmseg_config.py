@@ -1035,8 +1035,6 @@ RULES: list[Rule] = [
     Rule("setr_pup", ("SETRUPHead",)),
     Rule("setr_mla", ("SETRMLAHead",), neck="MLANeck"),
 ]
-# Builder keywords whose names differ from MMSeg's head settings (single-stage decode heads).
-_RENAMES: dict[str, dict[str, str]] = {}
 
 
 def _head(sec: _Section, spec: ModelSpec, head: Part, options: Mapping[str, str], aux: bool = False) -> int:
@@ -1217,8 +1215,7 @@ def model_spec(model: Mapping[str, Any], *, drop_aux: bool = False) -> ModelSpec
     for i, h in enumerate(heads):
         stage = rule.stages[i] if rule.stages else None
         kind = HEADS[h.type]
-        names = stage if stage is not None else {k: _RENAMES.get(rule.model, {}).get(k, k)
-                                                  for k in (*_BASE_HEAD, *kind.defaults)}
+        names = stage if stage is not None else {k: k for k in (*_BASE_HEAD, *kind.defaults)}
         getter = (lambda m, i=i: m.decode_head[i]) if cascade else (lambda m: m.decode_head)
         _head(h, spec, getter, {k: v for k, v in names.items() if v in options})
     spec.ignore_index = int(heads[-1].cfg.get("ignore_index", 255))
