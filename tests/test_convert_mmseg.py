@@ -300,6 +300,9 @@ def test_mapping_of_a_full_size_config():
 MMSEG_PARAMS = {
     "pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py": 12_790_086,
     "upernet/upernet_r18_4xb4-80k_ade20k-512x512.py": 41_503_372,
+    "deeplabv3plus/deeplabv3plus_r50-d8_4xb2-80k_cityscapes-512x1024.py": 43_589_878,
+    "deeplabv3plus/deeplabv3plus_r18-d8_4xb2-80k_cityscapes-512x1024.py": 12_468_962,
+    "mobilenet_v2/mobilenet-v2-d8_deeplabv3plus_4xb2-80k_cityscapes-512x1024.py": 15_244_374,
     "ccnet/ccnet_r50-d8_4xb2-40k_cityscapes-512x1024.py": 49_826_055,
     "danet/danet_r50-d8_4xb2-40k_cityscapes-512x1024.py": 49_846_574,
     "ocrnet/ocrnet_r101-d8_4xb2-40k_cityscapes-512x1024.py": 55_516_294,

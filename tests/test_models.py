@@ -266,13 +266,13 @@ def test_deeplabv3plus_r50_d8_matches_mmseg() -> None:
     sd = m.state_dict()
     head = {*_conv_module("decode_head.image_pool.1"), *_conv_module("decode_head.aspp_modules.0"), *SEG}
     head |= {k for i in (1, 2, 3) for k in _dsconv(f"decode_head.aspp_modules.{i}")}
-    head |= {*_dsconv("decode_head.bottleneck"), *_conv_module("decode_head.c1_bottleneck")}
+    head |= {*_conv_module("decode_head.bottleneck"), *_conv_module("decode_head.c1_bottleneck")}
     head |= {*_dsconv("decode_head.sep_bottleneck.0"), *_dsconv("decode_head.sep_bottleneck.1")}
     assert set(sd) == _mmseg_resnet_keys(50) | head | AUX_KEYS
     shapes = {
         "decode_head.aspp_modules.1.depthwise_conv.conv.weight": (2048, 1, 3, 3),
         "decode_head.aspp_modules.1.pointwise_conv.conv.weight": (512, 2048, 1, 1),
-        "decode_head.bottleneck.depthwise_conv.conv.weight": (2560, 1, 3, 3),
+        "decode_head.bottleneck.conv.weight": (512, 2560, 3, 3),  # a plain 3x3 ConvModule, as MMSeg's
         "decode_head.c1_bottleneck.conv.weight": (48, 256, 1, 1),
         "decode_head.sep_bottleneck.0.depthwise_conv.conv.weight": (560, 1, 3, 3),
         "decode_head.sep_bottleneck.0.pointwise_conv.conv.weight": (512, 560, 1, 1),
@@ -285,10 +285,10 @@ def test_deeplabv3plus_r50_d8_matches_mmseg() -> None:
     def ds(cin: int, cout: int) -> int:
         return cin * 9 + 2 * cin + cin * cout + 2 * cout
 
-    decode = (2 * (2048 * 512 + 1024) + 3 * ds(2048, 512) + ds(2560, 512) + (256 * 48 + 96) + ds(560, 512)
-              + ds(512, 512) + (512 * 19 + 19))
-    assert _n_params(m.decode_head) == decode == 7_240_323
-    assert _n_params(m) == 23_527_264 + decode + 2_364_691 == 33_132_278
+    decode = (2 * (2048 * 512 + 1024) + 3 * ds(2048, 512) + (2560 * 9 * 512 + 1024) + (256 * 48 + 96)
+              + ds(560, 512) + ds(512, 512) + (512 * 19 + 19))
+    assert _n_params(m.decode_head) == decode == 17_697_923
+    assert _n_params(m) == 23_527_264 + decode + 2_364_691 == 43_589_878  # real MMSeg 1.2.2: 43,589,878
     assert m.output_stride == 4  # logits at the resolution of layer1
 
 

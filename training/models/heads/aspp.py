@@ -39,11 +39,11 @@ class ASPPHead(BaseDecodeHead):
     ``image_pool`` is ``Sequential(global average pool, 1x1 ConvModule)`` (weights ``image_pool.1.*``); the pool is a
     mean over H and W, so the ONNX graph keeps H and W dynamic. Its ``1x1`` output is broadcast back to ``H x W``
     (what MMSeg's bilinear resize of a 1x1 map computes). The concatenated branches go through a 3x3
-    ``bottleneck`` (a depthwise separable one with ``separable=True``).
+    ``bottleneck`` (a plain 3x3 ConvModule, also with ``separable=True``, as in MMSeg).
 
     Args:
         dilations: dilation per ASPP branch; (1, 12, 24, 36) for output stride 8 (MMSeg's default).
-        separable: DeepLabV3+ variant of the branches and the bottleneck.
+        separable: DeepLabV3+ variant of the dilated branches.
         **kwargs: see :class:`BaseDecodeHead`.
     """
 
@@ -63,10 +63,8 @@ class ASPPHead(BaseDecodeHead):
         self.image_pool = nn.Sequential(GlobalAvgPool2d(), ConvModule(in_channels, channels, 1))
         self.aspp_modules = ASPPModule(self.dilations, in_channels, channels, separable)
         cat_channels = (len(self.dilations) + 1) * channels
-        if separable:
-            self.bottleneck: nn.Module = DepthwiseSeparableConvModule(cat_channels, channels, 3, padding=1)
-        else:
-            self.bottleneck = ConvModule(cat_channels, channels, 3, padding=1)
+        # plain 3x3 in DeepLabV3+ too: MMSeg's DepthwiseSeparableASPPHead keeps ASPPHead's bottleneck
+        self.bottleneck = ConvModule(cat_channels, channels, 3, padding=1)
 
     def _aspp(self, x: Tensor) -> Tensor:
         """Image pooling + ASPP branches, concatenated and fused by ``bottleneck``."""
