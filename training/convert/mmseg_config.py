@@ -673,9 +673,9 @@ def _act(sec: _Section, key: str, default: str | None, allowed: tuple[Any, ...])
 
 
 def _builder(name: str) -> Callable[..., Any]:
-    from training.models.registry import _REGISTRY
+    from training.models.registry import builder
 
-    return _REGISTRY[name]
+    return builder(name)
 
 
 def _options(name: str) -> set[str]:

@@ -116,6 +116,12 @@ def model_info(name: str) -> dict[str, Any]:
     }
 
 
+def builder(name: str) -> Builder:
+    """The builder function registered as ``name`` (e.g. to inspect its signature)."""
+    _check_name(name)
+    return _REGISTRY[name]
+
+
 def _head_keys(name: str) -> list[str]:
     params = inspect.signature(_REGISTRY[name]).parameters
     return [k for k in params if k not in _COMMON_KEYS]
