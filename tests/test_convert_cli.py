@@ -10,7 +10,8 @@ import torch
 
 from engine.cli import main
 from training.convert import convert, load_weights
-from training.convert.mmseg_config import model_spec, read_config
+from training.convert.mmseg_config import read_config
+from training.convert.mmseg_models import model_spec
 from training.export import export_onnx, load_trained
 from training.models import build
 

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from training.convert.mmseg import convert_mmseg, load_mmseg_checkpoint, save_converted
-from training.convert.mmseg_config import ConfigError, Unevaluated, find_unevaluated, model_spec, read_config
+from training.convert.mmseg_config import ConfigError, Unevaluated, find_unevaluated, read_config
+from training.convert.mmseg_models import model_spec
 from training.models import build, list_models
 
 CONFIGS = Path(__file__).parent / "fixtures" / "mmseg_configs"

@@ -1,11 +1,12 @@
 """Import MMSegmentation 1.x checkpoints: ``convert_mmseg(checkpoint, config) -> (Segmentor, report)``.
 
-The MMSeg config (a Python file, read without executing it by :mod:`training.convert.mmseg_config`, whose tables
-also map it onto one of our registered builders, ``training.models.build``) decides the model: every value the
-config sets is either passed to the builder or checked against the built model afterwards, so a config
-asking for something we cannot build fails with a ``ValueError`` naming the config key and value instead of
-loading into a subtly different network. Our state-dict names are MMSeg's, so the weights then load with
-``load_state_dict(strict=True)`` after dropping ``data_preprocessor.*`` (and a DDP ``module.`` prefix).
+The MMSeg config (a Python file, read without executing it by :mod:`training.convert.mmseg_config`, and mapped
+onto one of our registered builders, ``training.models.build``, by the tables of :mod:`training.convert.mmseg_models`)
+decides the model: every value the config sets is either passed to the builder or checked against the built
+model afterwards, so a config asking for something we cannot build fails with a ``ValueError`` naming the config
+key and value instead of loading into a subtly different network. Our state-dict names are MMSeg's, so the
+weights then load with ``load_state_dict(strict=True)`` after dropping ``data_preprocessor.*`` (and a DDP
+``module.`` prefix).
 
 Checkpoints are read with ``torch.load(weights_only=True)``. MMEngine's runner also pickles a few objects of its
 own (``MessageHub`` history buffers, ``ConfigDict``, numpy scalars) beside the weights; those known globals are
@@ -26,7 +27,9 @@ from torch import Tensor, nn
 from engine.metadata import IMAGENET_MEAN, IMAGENET_STD, ModelMeta
 from training.checkpoint import save_atomic
 from training.config import Config, DataCfg, ModelCfg
-from training.convert.mmseg_config import ModelSpec, model_spec, read_config, read_config_text
+from training.convert.mmseg_config import read_config, read_config_text
+from training.convert.mmseg_models import model_spec
+from training.convert.mmseg_spec import ModelSpec
 from training.models import Segmentor, build
 
 __all__ = ["ConversionReport", "convert_mmseg", "load_mmseg_checkpoint", "model_spec", "save_converted"]
