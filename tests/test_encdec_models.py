@@ -173,11 +173,13 @@ def test_pan_output_stride_and_dilation() -> None:
 
 def test_unpool_like_is_max_unpool_with_encoder_indices() -> None:
     g = torch.Generator().manual_seed(0)
-    for h, w in [(8, 10), (7, 9)]:
-        skip = torch.randint(0, 3, (2, 3, h, w), generator=g).float()  # many ties: first max wins in both
+    for h, w in [(8, 10), (7, 9), (33, 64)]:
+        skip = torch.randint(-2, 3, (2, 3, h, w), generator=g).float().relu()  # many ties: the first max wins
         pooled, idx = F.max_pool2d(skip, 2, 2, return_indices=True)
         x = torch.randn(pooled.shape, generator=g)
         ref = torch.nn.MaxUnpool2d(2, 2)(x, idx, output_size=skip.shape[2:])
         assert torch.equal(unpool_like(x, skip), ref)
     with pytest.raises(ValueError, match="channels"):
         unpool_like(torch.randn(1, 2, 4, 4), torch.randn(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="does not match the 2x2 pooling"):
+        unpool_like(torch.randn(1, 3, 4, 4), torch.randn(1, 3, 10, 8))

@@ -15,8 +15,11 @@ Layer choices follow the paper's Table 1 and the authors' Torch code (e-lab/ENet
 
 The encoder returns the maps whose max-pool switches the decoder needs (the initial block at stride 2, stage 1 at
 stride 4) and stage 3 (stride 8): ``(16, 64, 128)`` channels. The decoder (:class:`training.models.heads.enet.ENetHead`)
-recomputes those 2x2 max-pools with ``return_indices=True`` (the same deterministic op on the same map gives the
-same switches), so the backbone returns plain feature maps. H and W must be multiples of 8.
+derives the switches from those maps (:func:`training.models.heads.unpool.unpool_like`: the same positions as the
+2x2 max-pools' indices), so the backbone returns plain feature maps. H and W must be multiples of 8 (three stride-2
+steps that concatenate or add two branches); while tracing with symbolic sizes (ONNX export with dynamic H, W) the
+input is zero-padded bottom/right to multiples of 8, a no-op on valid inputs, so that torch.export can prove the
+branch sizes equal (an exported graph given other sizes returns logits of the padded size).
 """
 
 from __future__ import annotations

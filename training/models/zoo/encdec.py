@@ -248,7 +248,11 @@ def pan(
     align_corners: bool = ALIGN_CORNERS,
 ) -> Segmentor:
     """PAN (Li et al. 2018) as smp's ``PAN``: ResNet-50 (v1b) at output stride 16 (every conv of the last stage
-    dilated 2, smp's default), FPA + 3 GAUs, 32 channels, 3x3 classifier, logits at stride 4."""
+    dilated 2, smp's default), FPA + 3 GAUs, 32 channels, 3x3 classifier, logits at stride 4.
+
+    On ResNet-18/34 our BasicBlock dilates only its first conv (MMSeg's ResNet) where smp dilates both, so smp
+    PAN checkpoints of those depths load but compute slightly differently; ResNet-50/101 match smp exactly.
+    """
     kwargs = dict(backbone_kwargs or {})
     kwargs.setdefault("output_stride", 16)
     if backbone.startswith("resnet"):
