@@ -367,3 +367,8 @@ def test_fcn_d16_variant(spec: dict) -> None:
         assert m(torch.randn(1, 3, 64, 96)).shape == (1, 4, 4, 6)
     with pytest.raises(ValueError, match="output_stride"):
         build("fcn", num_classes=4, backbone_kwargs={"output_stride": 12})
+
+
+def test_head_needing_a_level_the_backbone_lacks_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="stride 32.*UNet"):
+        build("pspnet", num_classes=3, backbone="unet")

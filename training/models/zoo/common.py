@@ -14,6 +14,9 @@ Backbone = nn.Module
 
 def level(backbone: Backbone, level: int, what: str) -> int:
     """Index into the backbone's output tuple of pyramid level ``level`` (0..3: nominal strides 4..32)."""
+    if not 0 <= level < len(backbone.level_indices):
+        raise ValueError(f"{what} needs pyramid level {level} (stride {4 * 2**level}), which backbone "
+                         f"{type(backbone).__name__} does not have (its levels: {len(backbone.level_indices)})")
     layer = backbone.level_indices[level]
     if layer not in backbone.out_indices:
         raise ValueError(f"{what} needs backbone layer {layer} (level {level}) in out_indices, "
