@@ -36,6 +36,11 @@ def test_recipe_loads_and_builds(key: str, dataset: str, tmp_path: Path) -> None
     with torch.device("meta"):
         m = build(cfg.model.name, num_classes=NUM_CLASSES[dataset], backbone=cfg.model.backbone, aux=cfg.model.aux)
     assert m.num_classes == NUM_CLASSES[dataset]
+    if isinstance(cfg.train.aux_weight, list):  # one weight per auxiliary output
+        d = m.size_divisor
+        with torch.device("meta"):
+            _, aux = m.train().forward_with_aux(torch.empty(2, 3, 64 * d, 64 * d))
+        assert len(aux) == len(cfg.train.aux_weight), key
 
 
 def test_recipes_follow_mmseg_schedules() -> None:

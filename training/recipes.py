@@ -47,11 +47,13 @@ RECIPES: dict[str, dict[str, Any]] = {
                    "ade20k": {"batch_size": 16, "iters": 160000}, "cityscapes": {"crop": [768, 768], "iters": 80000}},
     "segmenter_mask": {"train": {**SGD, "lr": 0.001, "weight_decay": 0.0, "min_lr": 0.0001},
                        "ade20k": {"batch_size": 8}, "cityscapes": {"crop": [768, 768]}},
-    "bisenetv1": {"train": {**SGD, "lr": 0.025, "warmup_iters": 1000},
+    "danet": {"aux_weight": [1.0, 1.0, 0.4]},  # PAM and CAM logits at 1.0 (MMSeg's DAHead), the FCN head at 0.4
+    "ocrnet": {"aux_weight": [0.4]},  # the cascade's first (FCN) stage
+    "bisenetv1": {"aux_weight": [1.0, 1.0], "train": {**SGD, "lr": 0.025, "warmup_iters": 1000},
                   "cityscapes": {"crop": [1024, 1024], "batch_size": 16, "iters": 160000}},
-    "bisenetv2": {"train": {**SGD, "lr": 0.05, "warmup_iters": 1000},
+    "bisenetv2": {"aux_weight": [1.0] * 4, "train": {**SGD, "lr": 0.05, "warmup_iters": 1000},
                   "cityscapes": {"crop": [1024, 1024], "batch_size": 16, "iters": 160000}},
-    "stdc": {"train": {**SGD, "warmup_iters": 1000}, "cityscapes": {"batch_size": 12}},
+    "stdc": {"aux_weight": [1.0] * 3, "train": {**SGD, "warmup_iters": 1000}, "cityscapes": {"batch_size": 12}},
     "lraspp": {"cityscapes": {"batch_size": 16, "iters": 320000}},
     "unet": {"cityscapes": {"batch_size": 16, "iters": 160000}},
     "upernet_convnext": {"backbone": "convnext-tiny", "model": "upernet",
