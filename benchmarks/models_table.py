@@ -27,6 +27,17 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "deeplabv3plus": ("resnet18", "resnet101", "mobilenetv2"),
     "upernet": ("resnet18", "resnet101", "convnext-tiny", "convnext-small", "convnext-base"),
     "segformer": ("mit-b1", "mit-b2", "mit-b3", "mit-b4", "mit-b5"),
+    "segmenter_mask": ("vit-small", "vit-base", "vit-large"),
+    "segmenter_linear": ("vit-tiny", "vit-base"),
+    "setr_naive": ("vit-base",),
+    "lraspp": ("mobilenetv3-small",),
+    "stdc": ("stdc2",),
+    "bisenetv1": ("resnet50-v1b",),
+    "linknet": ("resnet34-v1b",),
+    "ccnet": ("resnet101",),
+    "danet": ("resnet101",),
+    "tv_fcn": ("resnet101-v1b",),
+    "tv_deeplabv3": ("resnet101-v1b", "mobilenetv3-large"),
 }
 
 
