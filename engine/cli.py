@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from engine.backends import BACKENDS
 from engine.build import MissingDependencyError, add_build_arguments, run_build
 
 
@@ -85,7 +86,14 @@ def _predictor(a: argparse.Namespace) -> object:
     import engine
     from engine.bench import parse_shape
 
-    kw: dict = {"threads": a.threads, "palette": a.palette, "device": a.device}
+    kw: dict = {"threads": a.threads, "palette": a.palette, "device": a.device,
+                "backend": getattr(a, "backend", "auto")}
+    if getattr(a, "precision", "fp32") != "fp32":  # torch-only options: passed only when asked for, so that
+        kw["precision"] = a.precision             # other model files reject them with a clear error
+    if getattr(a, "compile", False):
+        kw["compile"] = True
+    if getattr(a, "cuda_graphs", False):
+        kw["cuda_graphs"] = True
     if getattr(a, "input_size", None):
         kw["input_size"] = parse_shape(a.input_size)
     if getattr(a, "mode", "whole") != "whole":
@@ -208,11 +216,22 @@ def _quantize(a: argparse.Namespace) -> int:
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-m", "--model", required=True, help="model file (.onnx)")
+    p.add_argument("-m", "--model", required=True,
+                   help="model file: .onnx (ONNX Runtime), .plan/.engine (TensorRT), .pt/.pth checkpoint or "
+                        ".pt2 program (PyTorch)")
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="runtime (default: from the model file's suffix)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
+                   help="torch models (.pt/.pth/.pt2) only: autocast precision; fp16 needs a CUDA device. An "
+                        ".onnx or .plan model's precision is fixed when it is exported or built")
+    p.add_argument("--compile", action="store_true", help="torch models (.pt/.pth/.pt2) only: torch.compile")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="torch models (.pt/.pth/.pt2) on CUDA only: capture and replay a CUDA graph per shape")
     p.add_argument("--palette", default=None, help="voc, cityscapes, ade20k or camvid (default: the model's)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto",
+                   help="auto, cpu, cuda or cuda:N (cuda:N for .plan and torch models; .plan runs on CUDA only)")
     p.add_argument("--input-size", default=None, metavar="HxW", help="network input size (default: the model's)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 

@@ -40,11 +40,12 @@ class CudaRuntime:
         lib.cudaGetErrorString.restype = ctypes.c_char_p
         for fn in ("cudaMalloc", "cudaFree", "cudaMemcpyAsync", "cudaStreamCreate", "cudaStreamSynchronize",
                    "cudaStreamDestroy", "cudaSetDevice", "cudaGetDevice", "cudaDeviceGetAttribute",
-                   "cudaGetDeviceCount"):
+                   "cudaGetDeviceCount", "cudaMallocHost", "cudaFreeHost"):
             getattr(lib, fn).restype = ctypes.c_int
         lib.cudaMemcpyAsync.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
                                         ctypes.c_void_p]
         lib.cudaFree.argtypes = [ctypes.c_void_p]
+        lib.cudaFreeHost.argtypes = [ctypes.c_void_p]
         lib.cudaStreamSynchronize.argtypes = [ctypes.c_void_p]
         lib.cudaStreamDestroy.argtypes = [ctypes.c_void_p]
 
@@ -97,6 +98,18 @@ class CudaRuntime:
         if ptr:
             self.lib.cudaFree(ctypes.c_void_p(ptr))
 
+    def malloc_host(self, nbytes: int) -> int:
+        """Page-locked (pinned) host allocation of ``nbytes`` (at least 1): faster, truly async copies."""
+        ptr = ctypes.c_void_p()
+        self.check(self.lib.cudaMallocHost(ctypes.byref(ptr), ctypes.c_size_t(max(1, int(nbytes)))),
+                   f"cudaMallocHost({nbytes} bytes)")
+        return int(ptr.value or 0)
+
+    def free_host(self, ptr: int) -> None:
+        """Release a :meth:`malloc_host` allocation (0 is ignored)."""
+        if ptr:
+            self.lib.cudaFreeHost(ctypes.c_void_p(ptr))
+
     def stream(self) -> int:
         """A new CUDA stream handle."""
         s = ctypes.c_void_p()
@@ -124,6 +137,14 @@ class CudaRuntime:
     def synchronize(self, stream: int) -> None:
         """Wait for all work queued on ``stream``."""
         self.check(self.lib.cudaStreamSynchronize(ctypes.c_void_p(stream)), "cudaStreamSynchronize")
+
+
+def host_array(ptr: int, nbytes: int, dtype: np.dtype | type) -> np.ndarray:
+    """A 1-D numpy view of ``nbytes`` of host memory at ``ptr`` (e.g. from :meth:`CudaRuntime.malloc_host`).
+
+    The view does not own the memory: it must not be used after the memory is freed.
+    """
+    return np.frombuffer((ctypes.c_uint8 * int(nbytes)).from_address(int(ptr)), dtype=dtype)
 
 
 _RUNTIME: CudaRuntime | None = None

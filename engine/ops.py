@@ -90,15 +90,16 @@ def _triple(where: str, name: str, v: Sequence[float], nonzero: bool) -> list[fl
     return vals
 
 
-def _out(where: str, out: np.ndarray | None, dtype: type, shape: tuple[int, ...]) -> np.ndarray | None:
+def _out(where: str, out: np.ndarray | None, dtype: type, shape: tuple[int, ...],
+         name: str = "out") -> np.ndarray | None:
     """Check a caller-provided output buffer: exact dtype and shape, C-contiguous, writeable."""
     if out is None:
         return None
-    _array(where, "out", out, (dtype,), len(shape), "buffer")
+    _array(where, name, out, (dtype,), len(shape), "buffer")
     if out.shape != shape:
-        raise ValueError(f"{where}: out must have shape {shape}, got {_shape(out)}")
+        raise ValueError(f"{where}: {name} must have shape {shape}, got {_shape(out)}")
     if not out.flags.writeable:
-        raise ValueError(f"{where}: out must be writeable")
+        raise ValueError(f"{where}: {name} must be writeable")
     return out
 
 
@@ -161,17 +162,26 @@ def resize_argmax(
     *,
     align_corners: bool = False,
     return_scores: bool = False,
+    out: np.ndarray | None = None,
+    scores_out: np.ndarray | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Fused bilinear resize + argmax: float32 ``[B, C, H, W]`` -> labels ``[B, out_h, out_w]``.
 
     Labels are uint8 when ``C <= 255``, else int32. Same result as ``F.interpolate(...).argmax(1)`` (ties keep the
     first channel) without materialising the ``[C, out_h, out_w]`` logits. With ``return_scores`` also returns the
-    winning interpolated logit as float32 ``[B, out_h, out_w]``.
+    winning interpolated logit as float32 ``[B, out_h, out_w]``. ``out`` (labels, that dtype) and ``scores_out``
+    (float32) are C-contiguous ``[B, out_h, out_w]`` buffers written in place and returned, for callers that reuse
+    their buffers.
     """
     where = "resize_argmax"
     _array(where, "logits", logits, (np.float32,), 4, "[B, C, H, W]")
     oh, ow = _side(where, "out_h", out_h), _side(where, "out_w", out_w)
-    return _native().resize_argmax(logits, oh, ow, bool(align_corners), bool(return_scores))
+    shape = (logits.shape[0], oh, ow)
+    out = _out(where, out, np.uint8 if logits.shape[1] <= 255 else np.int32, shape)
+    if scores_out is not None and not return_scores:
+        raise ValueError(f"{where}: scores_out is only written with return_scores=True")
+    scores_out = _out(where, scores_out, np.float32, shape, "scores_out")
+    return _native().resize_argmax(logits, oh, ow, bool(align_corners), bool(return_scores), out, scores_out)
 
 
 def overlay(

@@ -17,7 +17,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from engine import ops, tta  # noqa: E402
 from engine.backends import open_backend  # noqa: E402
-from engine.backends.base import Backend  # noqa: E402
+from engine.backends.base import Backend, Limits, reconcile_classes  # noqa: E402
+from engine.batching import infer_in_chunks  # noqa: E402
 from engine.metadata import ModelMeta  # noqa: E402
 from engine.palettes import resolve_palette  # noqa: E402
 
@@ -58,6 +59,13 @@ class Predictor:
     size (times each scale); ``scales`` and ``flip`` average logits over resized and mirrored copies. A
     Predictor reuses its buffers, so one instance must not be used from two threads at once.
     ``precision`` ("fp16"/"bf16"), ``compile`` and ``cuda_graphs`` apply to torch artifacts (.pt/.pth/.pt2).
+
+    Backend limits (``backend.limits``: a TensorRT profile, an ONNX model's static dims) are respected: batches
+    are split (or padded) to the allowed batch range, a model with a fixed input size gets images resized to it
+    (as a metadata ``input_size`` would), and a network size outside an allowed H/W range is a ValueError naming
+    the range. Buffers: ``run``/``run_batch``/``logits``/``infer``/``postprocess`` return arrays the caller owns
+    (never overwritten later); internal scratch (inputs, the backend's reused output, padding) is reused. Pass
+    ``out=`` to ``run``/``postprocess`` to reuse a labels buffer of your own.
     """
 
     def __init__(self, path: str | Path | Backend, device: str = "auto", backend: str = "auto",
@@ -74,11 +82,15 @@ class Predictor:
                                               ("cuda_graphs", cuda_graphs)) if v}
             self.backend = open_backend(self.path, backend=backend, device=device, threads=threads, **torch_opts)
         self.meta: ModelMeta = self.backend.meta
+        self.limits: Limits = getattr(self.backend, "limits", None) or Limits()
+        self._channels = getattr(self.backend, "out_channels", None)
+        reconcile_classes(self.meta, self._channels, str(self.path))
         if input_size is not None:
             self.meta.input_size = _pair(input_size, "input_size")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
+        self._fit_fixed_size()
         self.crop_size = _pair(crop_size, "crop_size") or self.meta.input_size
         if mode == "slide" and self.crop_size is None:
             raise ValueError("mode='slide' needs crop_size (the model's metadata has no input_size)")
@@ -90,12 +102,41 @@ class Predictor:
         if not self.scales or min(self.scales) <= 0:
             raise ValueError(f"scales must be positive numbers, got {scales!r}")
         self.flip = bool(flip)
+        self._check_limits()
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
         self.palette_name = palette
         self.timings: dict[str, float] = {}
         self._bufs: dict[str, np.ndarray] = {}
+
+    def _limit_error(self, what: str) -> ValueError:
+        hint = "pass input_size= (or mode='slide' with crop_size=) within it"
+        if getattr(self.backend, "name", "") == "tensorrt":
+            hint += ", or rebuild the plan with `segrt build --shapes` covering it"
+        return ValueError(f"{self.path}: {what} (model limits: {self.limits.describe()}); {hint}")
+
+    def _fit_fixed_size(self) -> None:
+        """A fixed-size model runs at its size: metadata / ``input_size=`` must agree with it, or are set to it."""
+        fixed = self.limits.fixed_hw
+        if fixed is None:
+            return
+        if self.meta.input_size is not None and tuple(self.meta.input_size) != fixed:
+            raise self._limit_error(f"input size {self.meta.input_size[0]}x{self.meta.input_size[1]} asked for "
+                                    f"(input_size= or metadata), but the model's input is fixed at "
+                                    f"{fixed[0]}x{fixed[1]}")
+        self.meta.input_size = fixed
+
+    def _check_limits(self) -> None:
+        """Options the backend's limits rule out, reported at construction."""
+        fixed = self.limits.fixed_hw
+        if self.mode == "slide":
+            err = self.limits.hw_error(*self.crop_size)  # type: ignore[misc]
+            if err:
+                raise self._limit_error(f"slide crop_size: {err}")
+        elif fixed and self.scales != (1.0,):
+            raise self._limit_error(f"scales={self.scales} resize the network input, but the model's input is "
+                                    f"fixed at {fixed[0]}x{fixed[1]}; use mode='slide' for multi-scale")
 
     @property
     def classes(self) -> list[str]:
@@ -111,6 +152,11 @@ class Predictor:
     def simple(self) -> bool:
         """True for plain whole-image inference at one scale without flip (the batched, pipelined fast path)."""
         return self.mode == "whole" and self.scales == (1.0,) and not self.flip
+
+    def _batch(self, n: int) -> int:
+        """``n`` capped at the backend's largest batch."""
+        hi = self.limits.max_batch
+        return max(1, min(n, hi) if hi else n)
 
     def _buffer(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
         """A C-contiguous float32 view of ``shape`` on storage kept between calls; grown only when too small."""
@@ -134,17 +180,50 @@ class Predictor:
                               align_corners=self.meta.align_corners, out=out)
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        """The network alone: ``[B,3,H,W]`` -> float32 C-contiguous logits ``[B,K,h,w]`` (shape-checked)."""
-        logits = self.backend.infer(x)
-        if not isinstance(logits, np.ndarray) or logits.ndim != 4 or logits.shape[0] != x.shape[0]:
+        """The network alone: ``[B,3,H,W]`` -> float32 C-contiguous logits ``[B,K,h,w]`` the caller owns.
+
+        Batches outside the backend's batch limits are split (or padded); an H x W outside its limits is a
+        ValueError naming them.
+        """
+        return self._infer(x, scratch=False)
+
+    def _infer(self, x: np.ndarray, scratch: bool) -> np.ndarray:
+        """:meth:`infer`; with ``scratch`` the result may be reused storage, valid until the next inference."""
+        if not isinstance(x, np.ndarray) or x.ndim != 4:
+            raise ValueError(f"{self.path}: network input must be a [B,3,H,W] float32 array, got "
+                             f"{getattr(x, 'shape', type(x).__name__)}")
+        err = self.limits.hw_error(x.shape[2], x.shape[3])
+        if err:
+            raise self._limit_error(err)
+        be = self.backend
+        fn = getattr(be, "infer_scratch", be.infer) if scratch else be.infer
+        return infer_in_chunks(fn, x, self.limits.batch, self._buffer if scratch else self._owned,
+                               self._check_logits)
+
+    def _owned(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
+        """Storage for :func:`infer_in_chunks` when the result goes to the caller: fresh logits, reused padding."""
+        return self._buffer(key, shape) if key == "pad" else np.empty(shape, np.float32)
+
+    def _check_logits(self, logits: object, in_shape: tuple[int, ...]) -> np.ndarray:
+        """Shape-check a backend's output and its channel count against the classes; C-contiguous float32."""
+        if not isinstance(logits, np.ndarray) or logits.ndim != 4 or logits.shape[0] != in_shape[0]:
             shape = getattr(logits, "shape", type(logits).__name__)
-            raise ValueError(f"{self.path}: backend returned {shape} for input {x.shape}, expected [B,K,h,w]")
+            raise ValueError(f"{self.path}: backend returned {shape} for input {tuple(in_shape)}, expected [B,K,h,w]")
+        if logits.shape[1] != self._channels:
+            reconcile_classes(self.meta, logits.shape[1], str(self.path))
+            self._channels = logits.shape[1]
         return np.ascontiguousarray(logits, dtype=np.float32)
 
-    def postprocess(self, logits: np.ndarray, h: int, w: int,
-                    return_scores: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Fused upsample + argmax of ``[B,K,h',w']`` logits to ``[B,h,w]`` labels (and winning logits)."""
-        return ops.resize_argmax(logits, h, w, align_corners=self.meta.align_corners, return_scores=return_scores)
+    def postprocess(self, logits: np.ndarray, h: int, w: int, return_scores: bool = False,
+                    out: np.ndarray | None = None,
+                    scores_out: np.ndarray | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Fused upsample + argmax of ``[B,K,h',w']`` logits to ``[B,h,w]`` labels (and winning logits).
+
+        The result is fresh unless ``out`` (labels ``[B,h,w]``, uint8 for <= 255 classes else int32) and
+        ``scores_out`` (float32 ``[B,h,w]``) are given: then they are written in place and returned.
+        """
+        return ops.resize_argmax(logits, h, w, align_corners=self.meta.align_corners, return_scores=return_scores,
+                                 out=out, scores_out=scores_out)
 
     def _scale_logits(self, img: np.ndarray, scale: float) -> np.ndarray:
         """Logits ``[1,K,h,w]`` of one scale (flip-averaged when ``flip``)."""
@@ -152,9 +231,10 @@ class Predictor:
         if self.mode == "slide":
             size = tta.scaled_size(h, w, scale)
             x = self.preprocess(img, size)
-            crop_buf = self._buffer("crops", (self.batch_size, 3, *self.crop_size))  # type: ignore[misc]
-            run = lambda t: tta.slide_logits(t, self.infer, self.crop_size, self.stride,  # noqa: E731
-                                             self.batch_size, crop_buf)
+            bs = self._batch(self.batch_size)
+            crop_buf = self._buffer("crops", (bs, 3, *self.crop_size))  # type: ignore[misc]
+            infer = lambda c: self._infer(c, scratch=True)  # noqa: E731  (slide_logits uses each result at once)
+            run = lambda t: tta.slide_logits(t, infer, self.crop_size, self.stride, bs, crop_buf)  # noqa: E731
             logits = run(x)
             if self.flip:
                 logits = logits + run(np.ascontiguousarray(x[..., ::-1]))[..., ::-1]
@@ -165,10 +245,9 @@ class Predictor:
         self.preprocess(img, size, out=x[:1])
         if self.flip:
             x[1] = x[0, :, :, ::-1]
-        logits = self.infer(x)
-        if self.flip:
+            logits = self._infer(x, scratch=True)
             return np.ascontiguousarray(0.5 * (logits[:1] + logits[1:, :, :, ::-1]))
-        return logits
+        return self._infer(x, scratch=False)  # one part of several scales: kept while the others run
 
     def logits(self, img: np.ndarray) -> np.ndarray:
         """Logits ``[1,K,h,w]`` averaged over scales and flips, at the common resolution of the mode.
@@ -185,20 +264,24 @@ class Predictor:
             size = max((p.shape[2:] for p in parts), key=lambda s: s[0] * s[1])
         return tta.average_logits(parts, tuple(size), self.meta.align_corners)
 
-    def run(self, img: np.ndarray, return_scores: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Segment one image: HxW class ids (and the winning logit per pixel when ``return_scores``)."""
+    def run(self, img: np.ndarray, return_scores: bool = False,
+            out: np.ndarray | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Segment one image: HxW class ids (and the winning logit per pixel when ``return_scores``).
+
+        The labels are a fresh array, or ``out`` (HxW, uint8 for <= 255 classes else int32) written in place.
+        """
         img = check_image(img)
         h, w = img.shape[:2]
         t0 = time.perf_counter()
         if self.simple:
             x = self.preprocess(img)
             t1 = time.perf_counter()
-            logits = self.infer(x)
+            logits = self._infer(x, scratch=True)
         else:
             t1 = t0
             logits = self.logits(img)
         t2 = time.perf_counter()
-        out = self.postprocess(logits, h, w, return_scores)
+        out = self.postprocess(logits, h, w, return_scores, out=None if out is None else out[None])
         t3 = time.perf_counter()
         self.timings = {"pre": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "post": (t3 - t2) * 1e3}
         if return_scores:
@@ -216,7 +299,7 @@ class Predictor:
         imgs = [check_image(im, f"imgs[{i}]") for i, im in enumerate(imgs)]
         if not self.simple:
             return [self.run(im, return_scores) for im in imgs]
-        bs = int(batch_size or self.batch_size)
+        bs = self._batch(int(batch_size or self.batch_size))
         groups: dict[tuple[int, int], list[int]] = {}
         for i, im in enumerate(imgs):
             groups.setdefault(self.input_size_for(*im.shape[:2]), []).append(i)
@@ -230,7 +313,7 @@ class Predictor:
                 for k, i in enumerate(chunk):
                     self.preprocess(imgs[i], size, out=x[k:k + 1])
                 t1 = time.perf_counter()
-                logits = self.infer(x)
+                logits = self._infer(x, scratch=True)
                 t2 = time.perf_counter()
                 self._post_chunk(logits, [imgs[i].shape[:2] for i in chunk], chunk, results, return_scores)
                 t3 = time.perf_counter()

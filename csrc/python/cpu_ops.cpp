@@ -19,16 +19,23 @@ using namespace segrt::checks;
 namespace segrt {
 namespace {
 
+// `out` is None (allocate) or a writeable C-contiguous array of dtype T and exactly `shape`.
+template <typename T>
+py::array_t<T> typed_output(const py::object& out, const std::vector<py::ssize_t>& shape, const std::string& where,
+                            const char* name, const char* dtype) {
+  if (out.is_none()) return py::array_t<T>(shape);
+  py::array a = as_array(out, where, name);
+  require_dtype<T>(a, where, name, dtype);
+  require_shape(a, shape, where, name);
+  require_layout(a, where, name, static_cast<py::ssize_t>(shape.size()), "buffer");
+  require_writeable(a, where, name);
+  return py::reinterpret_borrow<py::array_t<T>>(a);
+}
+
 // `out` is None (allocate) or a writeable C-contiguous float32 array of exactly `shape`.
 py::array_t<float> float_output(const py::object& out, const std::vector<py::ssize_t>& shape,
                                 const std::string& where) {
-  if (out.is_none()) return py::array_t<float>(shape);
-  py::array a = as_array(out, where, "out");
-  require_dtype<float>(a, where, "out", "float32");
-  require_shape(a, shape, where, "out");
-  require_layout(a, where, "out", static_cast<py::ssize_t>(shape.size()), "buffer");
-  require_writeable(a, where, "out");
-  return py::reinterpret_borrow<py::array_t<float>>(a);
+  return typed_output<float>(out, shape, where, "out", "float32");
 }
 
 py::array preprocess(const py::object& img_obj, int64_t out_h, int64_t out_w, const std::vector<double>& mean,
@@ -111,8 +118,9 @@ py::array resize_bilinear_backward(const py::object& g_obj, int64_t in_h, int64_
 
 template <typename Label>
 py::array run_argmax(const float* src, py::ssize_t b, py::ssize_t c, py::ssize_t h, py::ssize_t w, int64_t oh,
-                     int64_t ow, bool align_corners, float* scores) {
-  py::array_t<Label> labels({b, static_cast<py::ssize_t>(oh), static_cast<py::ssize_t>(ow)});
+                     int64_t ow, bool align_corners, float* scores, const py::object& out, const char* dtype) {
+  py::array_t<Label> labels = typed_output<Label>(out, {b, static_cast<py::ssize_t>(oh), static_cast<py::ssize_t>(ow)},
+                                                  "resize_argmax", "out", dtype);
   Label* dst = labels.mutable_data();
   {
     py::gil_scoped_release release;
@@ -122,7 +130,7 @@ py::array run_argmax(const float* src, py::ssize_t b, py::ssize_t c, py::ssize_t
 }
 
 py::object resize_argmax(const py::object& x_obj, int64_t out_h, int64_t out_w, bool align_corners,
-                         bool return_scores) {
+                         bool return_scores, const py::object& out, const py::object& scores_out) {
   const std::string where = "resize_argmax";
   py::array x = as_array(x_obj, where, "logits");
   require_dtype<float>(x, where, "logits", "float32");
@@ -131,15 +139,18 @@ py::object resize_argmax(const py::object& x_obj, int64_t out_h, int64_t out_w, 
   require_side(out_w, where, "out_w");
   const py::ssize_t b = x.shape(0), c = x.shape(1), h = x.shape(2), w = x.shape(3);
   if (c > INT32_MAX) fail(where, "logits has too many channels");
+  if (!return_scores && !scores_out.is_none()) fail(where, "scores_out is only written with return_scores=True");
   py::array_t<float> scores;
   float* sp = nullptr;
   if (return_scores) {
-    scores = py::array_t<float>({b, static_cast<py::ssize_t>(out_h), static_cast<py::ssize_t>(out_w)});
+    scores = typed_output<float>(scores_out, {b, static_cast<py::ssize_t>(out_h), static_cast<py::ssize_t>(out_w)},
+                                 where, "scores_out", "float32");
     sp = scores.mutable_data();
   }
   const auto* src = static_cast<const float*>(x.data());
-  py::array labels = c <= 255 ? run_argmax<uint8_t>(src, b, c, h, w, out_h, out_w, align_corners, sp)
-                              : run_argmax<int32_t>(src, b, c, h, w, out_h, out_w, align_corners, sp);
+  py::array labels =
+      c <= 255 ? run_argmax<uint8_t>(src, b, c, h, w, out_h, out_w, align_corners, sp, out, "uint8 (<= 255 classes)")
+               : run_argmax<int32_t>(src, b, c, h, w, out_h, out_w, align_corners, sp, out, "int32 (> 255 classes)");
   if (return_scores) return py::make_tuple(labels, scores);
   return labels;
 }
@@ -235,8 +246,9 @@ void bind_cpu_ops(py::module_& m) {
   m.def("resize_bilinear_backward", &resize_bilinear_backward, arg("grad_out"), arg("in_h"), arg("in_w"),
         arg("align_corners") = false, "Gradient of resize_bilinear w.r.t. its input (float32/float64, same dtype).");
   m.def("resize_argmax", &resize_argmax, arg("logits"), arg("out_h"), arg("out_w"), arg("align_corners") = false,
-        arg("return_scores") = false,
-        "float32 [B, C, H, W] -> labels [B, out_h, out_w] (uint8 if C <= 255 else int32) [, winning logit float32].");
+        arg("return_scores") = false, arg("out") = py::none(), arg("scores_out") = py::none(),
+        "float32 [B, C, H, W] -> labels [B, out_h, out_w] (uint8 if C <= 255 else int32) [, winning logit float32]; "
+        "written into out / scores_out when given.");
   m.def("overlay", &overlay, arg("frame"), arg("labels"), arg("palette"), arg("alpha") = 0.5, arg("out") = py::none(),
         "Alpha-blend palette[labels] over a uint8 [H, W, 3] frame; labels >= K leave the pixel unchanged.");
   m.def("colorize", &colorize, arg("labels"), arg("palette"), "palette[labels] as uint8 [H, W, 3]; labels >= K black.");

@@ -1,19 +1,23 @@
 """TensorRT backend: runs a ``.plan`` built by ``segrt build`` (TensorRT 10 API, CUDA GPUs only).
 
 The plan's sidecar ``<plan>.json`` carries the model metadata and the shape profile; it is checked before TensorRT
-is imported, so a wrong or stale file is reported even where TensorRT is missing. Device buffers for the largest
-shape of the profile are allocated once; ``infer`` copies in, runs ``execute_async_v3`` and copies out.
+is imported, so a wrong or stale file is reported even where TensorRT is missing. The profile is the backend's
+``limits`` (the Predictor splits batches and picks sizes to fit it). Device buffers and a pinned host output buffer
+for the largest shape of the profile are allocated once; ``infer`` copies in, runs ``execute_async_v3`` and copies
+the logits out into the pinned buffer (then into a fresh array the caller owns; ``infer_scratch`` returns the
+reused buffer itself).
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.backends.base import Backend
+from engine.backends.base import Backend, Limits, reconcile_classes
 from engine.build import ShapeProfile, import_tensorrt, read_sidecar
 from engine.metadata import ModelMeta
 
@@ -42,6 +46,7 @@ class TensorRTBackend(Backend):
         self.info = read_sidecar(self.path)
         self.meta = ModelMeta.from_props(self.info["metadata"], source=str(self.path))
         self.profile = ShapeProfile.from_dict(self.info["profile"])
+        self.limits = Limits.from_profile(self.profile.min, self.profile.max)
         self.input_name, self.output_name = str(self.info["input"]), str(self.info["output"])
         trt = import_tensorrt()
         self._trt = trt
@@ -59,9 +64,11 @@ class TensorRTBackend(Backend):
         if cc and cc != cuda.compute_capability(self.device_index):
             raise ValueError(f"{self.path} was built for compute capability {cc} ({self.info.get('gpu')}), this "
                              f"GPU is {cuda.compute_capability(self.device_index)}: rebuild the plan on it")
-        if self.info.get("plugins") or plugins_available():
-            load_plugins()
+        self._load_plugins(load_plugins, plugins_available)
         self._bufs: dict[str, int] = {}
+        self._host: tuple[int, int] | None = None  # pinned host output buffer (address, bytes)
+        self._host_out: np.ndarray | None = None  # 1-D view of it (or of plain memory where pinning failed)
+        self._f32: np.ndarray | None = None  # float32 scratch for plans with fp16 output
         self._stream = 0
         self._logger = trt.Logger(trt.Logger.WARNING)
         trt.init_libnvinfer_plugins(self._logger, "")
@@ -75,6 +82,19 @@ class TensorRTBackend(Backend):
         self._check_io()
         self._stream = cuda.stream()
         self._allocate()
+
+    def _load_plugins(self, load_plugins: Any, plugins_available: Any) -> None:
+        """Load the segrt plugin library: required when the plan was built with segrt custom ops."""
+        needed = bool(self.info.get("plugins"))
+        if not (needed or plugins_available()):
+            return
+        try:
+            load_plugins()
+        except (FileNotFoundError, OSError) as e:
+            if needed:
+                why = f"{self.path} was built with segrt TensorRT plugins, which cannot be loaded: {e}"
+                raise type(e)(why) from None
+            warnings.warn(f"segrt TensorRT plugins not loaded ({e}); {self.path} does not need them", stacklevel=3)
 
     def _check_io(self) -> None:
         trt, e = self._trt, self.engine
@@ -93,12 +113,40 @@ class TensorRTBackend(Backend):
         if min(out_max, default=-1) < 0:
             raise ValueError(f"{self.path}: output shape {out_max} is data-dependent; not supported")
         self._bufs[self.input_name] = self._cuda.malloc(int(np.prod(self.profile.max)) * self.in_dtype.itemsize)
-        self._bufs[self.output_name] = self._cuda.malloc(int(np.prod(out_max)) * self.out_dtype.itemsize)
+        out_bytes = int(np.prod(out_max)) * self.out_dtype.itemsize
+        self._bufs[self.output_name] = self._cuda.malloc(out_bytes)
         for name, ptr in self._bufs.items():
             self.context.set_tensor_address(name, ptr)
+        if len(out_max) != 4:
+            raise ValueError(f"{self.path}: output {self.output_name!r} has shape {out_max}, expected [B,K,h,w]")
+        self.out_channels = int(out_max[1])
+        reconcile_classes(self.meta, self.out_channels, str(self.path))
+        try:
+            from engine.cudart import host_array
+
+            self._host = (self._cuda.malloc_host(out_bytes), out_bytes)
+            self._host_out = host_array(self._host[0], out_bytes, self.out_dtype)
+        except (RuntimeError, AttributeError):  # no pinned memory to spare: plain host memory, reused the same way
+            self._host_out = np.empty(int(np.prod(out_max)), self.out_dtype)
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        """Run the engine on a float32 ``[B,3,H,W]`` batch within the plan's shape profile."""
+        """Run the engine on a float32 ``[B,3,H,W]`` batch within the plan's shape profile; fresh float32 logits."""
+        return self._run(x).astype(np.float32)  # a copy: the host buffer is overwritten by the next call
+
+    def infer_scratch(self, x: np.ndarray) -> np.ndarray:
+        """Like :meth:`infer`, but the logits are the reused host buffer (valid until the next call or close)."""
+        out = self._run(x)
+        if out.dtype == np.float32:
+            return out
+        n = out.size
+        if self._f32 is None or self._f32.size < n:
+            self._f32 = np.empty(n, np.float32)
+        f32 = self._f32[:n].reshape(out.shape)
+        np.copyto(f32, out)
+        return f32
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """Copy in, execute, copy out into the host output buffer; returns a view of it (plan's output dtype)."""
         if not isinstance(x, np.ndarray) or x.ndim != 4:
             raise ValueError(f"{self.path}: input must be a 4-D [B,3,H,W] array, got {getattr(x, 'shape', x)!r}")
         if not self.profile.contains(x.shape):
@@ -108,14 +156,16 @@ class TensorRTBackend(Backend):
         x = np.ascontiguousarray(x, dtype=self.in_dtype)
         if not self.context.set_input_shape(self.input_name, x.shape):
             raise ValueError(f"{self.path}: TensorRT rejected input shape {tuple(x.shape)}")
-        out = np.empty(tuple(self.context.get_tensor_shape(self.output_name)), self.out_dtype)
+        shape = tuple(self.context.get_tensor_shape(self.output_name))
+        assert self._host_out is not None
+        out = self._host_out[:int(np.prod(shape))].reshape(shape)
         cuda = self._cuda
         cuda.upload(self._bufs[self.input_name], x, self._stream)
         if not self.context.execute_async_v3(self._stream):
             raise RuntimeError(f"{self.path}: TensorRT execution failed (see the log above)")
         cuda.download(out, self._bufs[self.output_name], self._stream)
         cuda.synchronize(self._stream)
-        return out.astype(np.float32, copy=False)
+        return out
 
     def close(self) -> None:
         """Free the device buffers and the stream (also done on garbage collection)."""
@@ -125,6 +175,11 @@ class TensorRTBackend(Backend):
         for ptr in getattr(self, "_bufs", {}).values():
             cuda.free(ptr)
         self._bufs = {}
+        host = getattr(self, "_host", None)
+        if host is not None:
+            self._host_out = None
+            cuda.free_host(host[0])
+            self._host = None
         cuda.destroy_stream(getattr(self, "_stream", 0))
         self._stream = 0
 
