@@ -164,6 +164,9 @@ def test_torch_compile_matches_eager(name: str) -> None:
         pytest.skip(f"{name} declares compile=False")
     m = _tiny(name, 0).eval()
     x = torch.randn(1, 3, *_sizes(m)[0])
+    # every model shares Segmentor.forward's code object: start from a clean cache, or dynamo's recompile limit (8
+    # per code object) is hit after eight models
+    torch._dynamo.reset()
     compiled = torch.compile(m, fullgraph=True, dynamic=False)
     with torch.no_grad():
         ref = m(x).numpy()
