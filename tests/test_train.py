@@ -178,3 +178,23 @@ def test_stdc_boundary_head_trains_with_its_own_loss() -> None:
     assert fns[-1] == m.auxiliary_head[-1].loss
     loss = sum(fn(a, y) for fn, a in zip(fns, aux))
     assert torch.isfinite(loss) and float(loss.detach()) > 0
+
+
+def test_init_weights_loads_matching_tensors_and_keeps_a_new_classifier(tmp_path: Path) -> None:
+    from training.checkpoint import save_atomic
+    from training.train import load_init_weights
+
+    kw = {"backbone": "resnet18", "backbone_kwargs": {"base_channels": 8, "stem_channels": 8}}
+    src = build("fcn", num_classes=5, **kw)
+    save_atomic({"state_dict": src.state_dict()}, tmp_path / "src.pt")
+    dst = build("fcn", num_classes=3, **kw)
+    fresh = dst.decode_head.conv_seg.weight.detach().clone()
+    report = load_init_weights(dst, tmp_path / "src.pt")
+    assert "decode_head.conv_seg.weight" in report["skipped"] and "decode_head.conv_seg.weight" in report["missing"]
+    assert torch.equal(dst.backbone.layer1[0].conv1.weight, src.backbone.layer1[0].conv1.weight)
+    assert torch.equal(dst.decode_head.conv_seg.weight, fresh)
+    other = build("segformer", num_classes=3, backbone="mit-b0", backbone_kwargs={"embed_dims": 8})
+    with pytest.raises(ValueError, match="no tensor"):
+        load_init_weights(other, tmp_path / "src.pt")
+    with pytest.raises(FileNotFoundError):
+        load_init_weights(dst, tmp_path / "missing.pt")

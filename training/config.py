@@ -20,6 +20,9 @@ class ModelCfg:
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     head_kwargs: dict[str, Any] = field(default_factory=dict)
     aux: bool | None = None  # None: the model's default (e.g. no auxiliary head for semantic FPN)
+    # Start from these weights (a segrt checkpoint, e.g. from `segrt convert`, or a plain state dict): tensors whose
+    # name and shape match are loaded, the rest (a classifier for another class count) keeps its fresh init.
+    init_weights: str | None = None
 
 
 @dataclass

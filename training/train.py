@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,29 @@ from training.runlog import RunLog
 
 
 def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
-    """The segmentor a config describes."""
+    """The segmentor a config describes (without ``model.init_weights``: see :func:`load_init_weights`)."""
     m = cfg.model
     return build(m.name, num_classes=num_classes, backbone=m.backbone, backbone_kwargs=dict(m.backbone_kwargs),
                  aux=m.aux, **m.head_kwargs)
+
+
+def load_init_weights(model: torch.nn.Module, path: str | Path) -> dict[str, list[str]]:
+    """Fine-tuning start: copy every tensor of the checkpoint at ``path`` whose name and shape match ``model``'s
+    (``weights_only=True``). Returns the ``loaded``, ``skipped`` (shape differs, e.g. the classifier of another
+    class count) and ``missing`` names; raises ``ValueError`` when nothing matches (the wrong architecture)."""
+    ckpt = load_checkpoint(path) if Path(path).is_file() else None
+    if ckpt is None:
+        raise FileNotFoundError(f"model.init_weights: file not found: {path}")
+    state = ckpt["state_dict"]
+    own = model.state_dict()
+    loaded = [k for k, v in state.items() if k in own and own[k].shape == v.shape]
+    skipped = sorted(k for k, v in state.items() if k in own and own[k].shape != v.shape)
+    missing = sorted(set(own) - set(loaded))
+    if not any(state[k].is_floating_point() for k in loaded):  # BN counters alone do not count
+        raise ValueError(f"model.init_weights: no tensor of {path} matches the model (first keys: "
+                         f"{sorted(state)[:5]}, model: {sorted(own)[:5]})")
+    model.load_state_dict({k: state[k] for k in loaded}, strict=False)
+    return {"loaded": loaded, "skipped": skipped, "missing": missing}
 
 
 def aux_weights(t: Any, aux: list[torch.Tensor]) -> list[float]:
@@ -158,7 +178,13 @@ def _train(cfg: Config, device: torch.device, resume: str | Path | None, quiet: 
     if not main:
         train_ds, val_ds = open_datasets(cfg)
     batcher = Batcher(train_ds, cfg, t.seed, rank=rank, world=world)  # checks batch_size % world first
-    model = build_model(cfg, train_ds.num_classes).to(device)
+    model = build_model(cfg, train_ds.num_classes)
+    if cfg.model.init_weights and not resume:
+        init = load_init_weights(model, cfg.model.init_weights)
+        if main:
+            print(f"init_weights: loaded {len(init['loaded'])} tensors from {cfg.model.init_weights}; kept fresh: "
+                  f"{init['missing'][:8]}{' ...' if len(init['missing']) > 8 else ''}", file=sys.stderr)
+    model = model.to(device)
     if world > 1 and t.sync_bn:
         model = dist.convert_sync_batchnorm(model)
     if world > 1:
