@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,3 +40,19 @@ def make_tiny_onnx(path: Path, num_classes: int = 4, stride: int = 2, meta: Mode
 @pytest.fixture
 def tiny_onnx(tmp_path: Path) -> tuple[Path, np.ndarray]:
     return make_tiny_onnx(tmp_path / "tiny.onnx")
+
+
+@pytest.fixture
+def torch_single_thread() -> Iterator[None]:
+    """Run a test with one intra-op torch thread (tiny tensors on a shared machine), restoring the count after.
+
+    torch is imported here, not at module level: the engine tests share this conftest and must run without torch.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -3,7 +3,7 @@ criss-cross attention math, ONNX export with the attention switched on, bad inpu
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -23,12 +23,7 @@ from training.models.registry import TINY_RESNET
 TINY_BB = TINY_RESNET["backbone_kwargs"]
 
 
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.usefixtures("torch_single_thread")]
 
 
 def _full(name: str, **kwargs) -> nn.Module:

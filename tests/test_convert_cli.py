@@ -20,12 +20,7 @@ ort = pytest.importorskip("onnxruntime")
 FIXTURES = Path(__file__).parent / "fixtures" / "mmseg_configs"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.usefixtures("torch_single_thread")]
 
 
 def _hf_segformer(tmp_path: Path) -> tuple[Path, torch.nn.Module]:

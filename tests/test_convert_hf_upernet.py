@@ -7,7 +7,6 @@ BN statistics and layer scales randomised too, so nothing is an identity).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -20,12 +19,7 @@ transformers = pytest.importorskip("transformers")
 HW = (64, 96)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.usefixtures("torch_single_thread")]
 
 
 def _hf_config(**upernet: object) -> transformers.UperNetConfig:

@@ -23,12 +23,7 @@ from training.models import build, list_models
 CONFIGS = Path(__file__).parent / "fixtures" / "mmseg_configs"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.usefixtures("torch_single_thread")]
 
 
 # ------------------------------------------------------------------------------------------------- config reader

@@ -21,12 +21,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 BN_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.usefixtures("torch_single_thread")]
 
 
 def _fixture(arch: str) -> tuple[dict, dict[str, tuple[int, ...]]]:

@@ -7,8 +7,6 @@ weights loaded strictly our eval logits matched theirs to 3.3e-7 (tiny, small, b
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -26,12 +24,7 @@ MMSEG_PARAMS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.usefixtures("torch_single_thread")]
 
 
 def _count(module: torch.nn.Module) -> int:

@@ -9,8 +9,6 @@ ENet and SegNet are checked against their papers' published sizes (0.37M; 29.5M)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,13 +17,7 @@ from training.models import build, build_backbone, build_from_config
 from training.models.heads.segnet import SegNetHead
 from training.models.heads.unpool import unpool_like
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.usefixtures("torch_single_thread")]
 
 
 def _params(name: str, **kwargs) -> tuple[int, dict[str, torch.Size]]:

@@ -23,12 +23,7 @@ SMALL = [(16, 16, 1), (72, 24, 0), (88, 24, 0), (96, 40, 1), (240, 40, 1), (240,
          (288, 96, 1), (576, 96, 1), (576, 96, 1)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.usefixtures("torch_single_thread")]
 
 
 def _n_params(m: torch.nn.Module) -> int:

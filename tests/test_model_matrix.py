@@ -9,7 +9,6 @@ loaded 2-core machine costs orders of magnitude in wall time.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -24,6 +23,7 @@ onnx = pytest.importorskip("onnx")
 pytestmark = [  # emitted inside torch.export / the ONNX exporter, not by our code
     pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning"),
     pytest.mark.filterwarnings("ignore:.*torch.jit.script_method.*:DeprecationWarning"),
+    pytest.mark.usefixtures("torch_single_thread"),
 ]
 
 NUM_CLASSES = 5
@@ -44,14 +44,6 @@ EXPORT_CASES = [(name, 0) for name in list_models()] + [("deeplabv3plus", 1)]
 
 def _ids(cases: list[tuple[str, int]]) -> list[str]:
     return [f"{name}-{model_info(name)['tiny'][i].get('backbone', 'default')}" for name, i in cases]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _tiny(name: str, case: int, seed: int = 0) -> Segmentor:

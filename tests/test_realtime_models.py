@@ -7,8 +7,6 @@ with ``strict=True`` give the same logits (max abs diff <= 5e-7).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -30,12 +28,7 @@ FULL_SIZE = [
 TINY_STDC = {"backbone": "stdc1", "backbone_kwargs": {"channels": (8, 8, 16, 32, 64)}}
 
 
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.usefixtures("torch_single_thread")]
 
 
 def _meta(name: str, **kwargs) -> torch.nn.Module:

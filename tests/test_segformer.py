@@ -6,8 +6,6 @@ checks loaded those state dicts with ``strict=True`` and matched their decode-he
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -26,12 +24,7 @@ MMSEG_PARAMS = {
 LAYERS = {"mit-b0": (2, 2, 2, 2), "mit-b2": (3, 4, 6, 3), "mit-b5": (3, 6, 40, 3)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.usefixtures("torch_single_thread")]
 
 
 def _n_params(m: torch.nn.Module) -> int:

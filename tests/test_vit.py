@@ -19,12 +19,7 @@ from training.models.necks.mla import MLANeck
 TINY = {"embed_dims": 32, "num_layers": 2, "num_heads": 2, "img_size": 64}
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.usefixtures("torch_single_thread")]
 
 
 def _n_params(m: torch.nn.Module) -> int:
