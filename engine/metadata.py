@@ -19,7 +19,8 @@ class ModelMeta:
 
     mean/std are in 0..255 pixel units of RGB input. ``input_size`` is (H, W) the model expects
     (None: run at the image's own size). ``align_corners`` is the resize policy of the model
-    (the project default is False everywhere).
+    (the project default is False everywhere). ``size_divisor``: the network's H and W must be multiples of it
+    (U-Net 16, ConvNeXt 32); the engine rounds the sizes it runs at up to a multiple.
     """
 
     classes: list[str] = field(default_factory=list)
@@ -31,6 +32,7 @@ class ModelMeta:
     align_corners: bool = False
     model: str = ""
     ignore_index: int = 255
+    size_divisor: int = 1
 
     @property
     def num_classes(self) -> int:
@@ -58,6 +60,8 @@ class ModelMeta:
             meta.input_size = tuple(int(v) for v in meta.input_size)
             if len(meta.input_size) != 2 or min(meta.input_size) <= 0:
                 raise ValueError(f"{source}: metadata input_size must be two positive ints, got {meta.input_size}")
+        if not isinstance(meta.size_divisor, int) or meta.size_divisor < 1:
+            raise ValueError(f"{source}: metadata size_divisor must be a positive int, got {meta.size_divisor!r}")
         meta.mean = tuple(float(v) for v in meta.mean)
         meta.std = tuple(float(v) for v in meta.std)
         if len(meta.mean) != 3 or len(meta.std) != 3 or min(meta.std) <= 0:

@@ -94,6 +94,9 @@ class Predictor:
         self.crop_size = _pair(crop_size, "crop_size") or self.meta.input_size
         if mode == "slide" and self.crop_size is None:
             raise ValueError("mode='slide' needs crop_size (the model's metadata has no input_size)")
+        d = self.meta.size_divisor
+        if mode == "slide" and (self.crop_size[0] % d or self.crop_size[1] % d):  # type: ignore[index]
+            raise ValueError(f"crop_size {self.crop_size} must be a multiple of the model's size_divisor {d}")
         self.stride = _pair(stride, "stride")
         if mode == "slide" and self.stride is None:
             ch, cw = self.crop_size  # type: ignore[misc]
@@ -167,8 +170,13 @@ class Predictor:
         return flat[:n].reshape(shape)
 
     def input_size_for(self, h: int, w: int) -> tuple[int, int]:
-        """Network input (H, W) for an image of ``h x w`` in whole mode at scale 1."""
-        return self.meta.input_size if self.meta.input_size else (h, w)
+        """Network input (H, W) for an image of ``h x w`` in whole mode at scale 1 (rounded up to the model's
+        ``size_divisor``)."""
+        return self._divisible(*(self.meta.input_size if self.meta.input_size else (h, w)))
+
+    def _divisible(self, h: int, w: int) -> tuple[int, int]:
+        d = max(1, int(getattr(self.meta, "size_divisor", 1) or 1))
+        return -(-int(h) // d) * d, -(-int(w) // d) * d
 
     def preprocess(self, img: np.ndarray, size: tuple[int, int] | None = None,
                    out: np.ndarray | None = None) -> np.ndarray:
@@ -240,7 +248,7 @@ class Predictor:
                 logits = logits + run(np.ascontiguousarray(x[..., ::-1]))[..., ::-1]
                 logits *= 0.5
             return logits
-        size = tta.scaled_size(*self.input_size_for(h, w), scale)
+        size = self._divisible(*tta.scaled_size(*self.input_size_for(h, w), scale))
         x = self._buffer("pre2" if self.flip else "pre", (2 if self.flip else 1, 3, *size))
         self.preprocess(img, size, out=x[:1])
         if self.flip:

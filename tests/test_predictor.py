@@ -246,3 +246,28 @@ def test_backend_returning_bad_logits_is_reported(tiny_onnx) -> None:
     p = engine.Predictor(Bad(np.ones((2, 3), np.float32), ModelMeta(classes=["a", "b"])))
     with pytest.raises(ValueError, match="backend returned"):
         p.run(np.zeros((8, 8, 3), np.uint8))
+
+
+def test_size_divisor_rounds_the_network_size_up(tmp_path) -> None:
+    meta = ModelMeta(classes=["a", "b", "c", "d"], output_stride=2, size_divisor=16)
+    path, _ = make_tiny_onnx(tmp_path / "m.onnx", meta=meta)
+    p = engine.Predictor(path)
+    assert p.input_size_for(67, 85) == (80, 96)
+    labels = p.run(np.zeros((67, 85, 3), np.uint8))
+    assert labels.shape == (67, 85)
+    with pytest.raises(ValueError, match="size_divisor"):
+        engine.Predictor(path, mode="slide", crop_size=(40, 40))
+    with pytest.raises(ValueError, match="size_divisor"):
+        ModelMeta.from_props({"segrt.size_divisor": "0"})
+
+
+def test_export_records_the_size_divisor(tmp_path) -> None:
+    from training.export import export_onnx
+    from training.models import build, model_info
+
+    m = build("unet", num_classes=3, **model_info("unet")["tiny"][0]).eval()
+    meta = ModelMeta(classes=["a", "b", "c"], output_stride=m.output_stride)
+    path = export_onnx(m, meta, tmp_path / "unet.onnx", sample_size=(40, 50))  # rounded up to 48x64
+    p = engine.Predictor(path)
+    assert p.meta.size_divisor == 16
+    assert p.run(np.zeros((37, 45, 3), np.uint8)).shape == (37, 45)

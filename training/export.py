@@ -44,6 +44,9 @@ def export_onnx(model: torch.nn.Module, meta: dict[str, Any] | ModelMeta, out: s
     """Trace ``model`` with dynamic batch, height and width; write ``out`` atomically with metadata_props."""
     out = Path(out)
     meta = meta if isinstance(meta, ModelMeta) else ModelMeta(**meta)
+    meta.size_divisor = int(getattr(model, "size_divisor", 1))
+    d = meta.size_divisor
+    sample_size = (-(-sample_size[0] // d) * d, -(-sample_size[1] // d) * d)
     model = model.eval()
     x = torch.randn(1, 3, *sample_size)
     dyn = torch.export.Dim.DYNAMIC

@@ -24,6 +24,9 @@ def save_program(model: torch.nn.Module, meta: dict[str, Any] | ModelMeta, out: 
     """``torch.export`` ``model`` (eval mode) with dynamic batch/H/W and write ``out`` atomically with its metadata."""
     out = Path(out)
     meta = meta if isinstance(meta, ModelMeta) else ModelMeta(**meta)
+    meta.size_divisor = int(getattr(model, "size_divisor", 1))
+    d = meta.size_divisor
+    sample_size = (-(-sample_size[0] // d) * d, -(-sample_size[1] // d) * d)
     model = model.eval()
     # Batch 2: a sample batch of 1 would be specialised (0/1 specialisation) and the batch could not vary.
     x = torch.randn(2, 3, *sample_size)

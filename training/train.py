@@ -86,6 +86,7 @@ def model_meta(cfg: Config, ds: Any, model: torch.nn.Module) -> dict[str, Any]:
         "mean": list(cfg.data.mean), "std": list(cfg.data.std),
         "input_size": list(cfg.data.input_size) if cfg.data.input_size else None,
         "output_stride": int(getattr(model, "output_stride", 8)), "align_corners": False,
+        "size_divisor": int(getattr(model, "size_divisor", 1)),
         "model": f"{cfg.model.name}_{cfg.model.backbone or 'default'}", "ignore_index": ds.ignore_index,
     }
 

@@ -149,6 +149,7 @@ class TorchBackend(Backend):
             module = self._load_program()
         else:
             module, self.meta = self._load_checkpoint()
+            self.meta.size_divisor = int(getattr(module, "size_divisor", self.meta.size_divisor))
         self.module = module
         self._fn = torch.compile(module) if compile else module
         self._dtype = {None: None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]

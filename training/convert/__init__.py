@@ -122,7 +122,7 @@ def save_model(model: Segmentor, path: str | Path, *, classes: list[str] | None 
     meta = {"classes": classes, "palette": palette, "mean": list(mean), "std": list(std),
             "input_size": list(input_size) if input_size else None, "output_stride": int(model.output_stride),
             "align_corners": bool(model.align_corners), "model": f"{mc.name}_{mc.backbone or 'default'}",
-            "ignore_index": 255}
+            "ignore_index": 255, "size_divisor": int(model.size_divisor)}
     ckpt = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "config": Config(model=mc, data=data).to_dict(), "meta": meta, "converted_from": source or {}}
     return save_atomic(ckpt, path)

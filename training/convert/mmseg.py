@@ -341,7 +341,8 @@ def save_converted(model: Segmentor, report: ConversionReport, path: str | Path)
                      mean=tuple(report.mean), std=tuple(report.std),
                      input_size=tuple(report.input_size) if report.input_size else None,
                      output_stride=int(model.output_stride), align_corners=bool(report.align_corners),
-                     model=f"{mc.name}_{mc.backbone}", ignore_index=report.ignore_index)
+                     model=f"{mc.name}_{mc.backbone}", ignore_index=report.ignore_index,
+                     size_divisor=int(model.size_divisor))
     ckpt = {
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "config": Config(model=mc, data=data).to_dict(),
