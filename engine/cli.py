@@ -64,20 +64,21 @@ def _export(a: argparse.Namespace) -> int:
 
 
 def _eval(a: argparse.Namespace) -> int:
-    import engine
-    from training.data import SegFolderDataset
-    from training.metrics import evaluate_predictor  # numpy only: model files are evaluated without torch
+    from engine.bench import parse_shape
+    from training.eval_files import evaluate_file  # numpy + the engine: model files are evaluated without torch
 
-    ds = SegFolderDataset(a.data, a.split)
-    if a.model.endswith((".pt", ".pth")):
-        from training.evaluate import evaluate_model
-        from training.export import load_trained
+    scales = tuple(float(v) for v in a.scales.split(",")) if a.scales else (1.0,)
+    kw = {"mode": a.mode, "crop_size": parse_shape(a.crop) if a.crop else None,
+          "stride": parse_shape(a.stride) if a.stride else None, "scales": scales, "flip": a.flip,
+          "input_size": parse_shape(a.input_size) if a.input_size else None}
+    metrics = evaluate_file(a.model, a.data, dataset=a.dataset, split=a.split, threads=a.threads, device=a.device,
+                            limit=a.limit, **kw)
+    text = json.dumps(metrics, indent=2)
+    if a.output:
+        from engine.fileio import write_atomic
 
-        model, meta = load_trained(a.model)
-        metrics = evaluate_model(model, ds, meta.get("input_size"), meta["mean"], meta["std"])
-    else:
-        metrics = evaluate_predictor(engine.Predictor(a.model), ds)
-    print(json.dumps(metrics, indent=2))
+        write_atomic(a.output, text + "\n")
+    print(text)
     return 0
 
 
@@ -265,10 +266,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint")
     e.add_argument("-o", "--output", required=True)
     e.set_defaults(func=_export)
-    v = sub.add_parser("eval", help="evaluate a checkpoint or a model file on a dataset folder")
-    v.add_argument("model")
-    v.add_argument("--data", default="data/synthetic")
+    v = sub.add_parser("eval", help="metrics of a checkpoint or any model file on a dataset (whole/slide/TTA)")
+    v.add_argument("model", help=".pt/.pt2 checkpoint or program, .onnx (fp32 or int8), .plan")
+    v.add_argument("--data", default="data/synthetic", help="dataset root (default: the demo data)")
+    v.add_argument("--dataset", default="folder",
+                   help="on-disk format: folder, voc, voc_aug, cityscapes, camvid, ade20k, stanford_background, sbd")
     v.add_argument("--split", default="val")
+    v.add_argument("--mode", choices=["whole", "slide"], default="whole")
+    v.add_argument("--crop", default=None, metavar="HxW", help="sliding-window crop (mode slide)")
+    v.add_argument("--stride", default=None, metavar="HxW", help="sliding-window stride (default 2/3 of the crop)")
+    v.add_argument("--scales", default=None, help="multi-scale test, e.g. 0.5,0.75,1.0,1.25,1.5,1.75")
+    v.add_argument("--flip", action="store_true", help="average with the horizontally flipped image")
+    v.add_argument("--input-size", default=None, metavar="HxW", help="override the model's inference size")
+    v.add_argument("--threads", type=int, default=None)
+    v.add_argument("--device", default="auto")
+    v.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
+    v.add_argument("-o", "--output", default=None, help="also write the metrics JSON here")
     v.set_defaults(func=_eval)
     pr = sub.add_parser("predict", help="segment images, folders or globs into label PNGs (+ overlays, scores)")
     pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
