@@ -232,11 +232,16 @@ class VideoPipeline:
                         self.writer = VideoWriter(self.output, self.source.fps, shown.shape[1], shown.shape[0])
                     self.writer.write(shown)
                 t1 = time.perf_counter()
-                if self.on_frame is not None:
-                    try:
-                        self.shown.put_nowait(shown.copy())
-                    except queue.Full:
-                        pass
+                if self.on_frame is not None:  # the display shows the newest frame: replace an unshown one
+                    while True:
+                        try:
+                            self.shown.put_nowait(shown.copy())
+                            break
+                        except queue.Full:
+                            try:
+                                self.shown.get_nowait()
+                            except queue.Empty:
+                                pass
                 self.written += 1
                 self.times["encode"].append((t1 - t0) * 1e3)
                 self.times["end_to_end"].append((t1 - t_in) * 1e3)
@@ -273,6 +278,15 @@ class VideoPipeline:
                 t.join(timeout=30)
             if self.writer is not None:
                 self.writer.close()
+        if self.on_frame is not None and not self.errors and self._cut == 0:
+            last = None  # frames encoded after the display loop's last look: show the newest of them
+            while True:
+                try:
+                    last = self.shown.get_nowait()
+                except queue.Empty:
+                    break
+            if last is not None:
+                self.on_frame(last)
         wall = time.perf_counter() - t0
         report = self.report(wall)
         if self.errors:
