@@ -109,3 +109,18 @@ def test_overlay_numpy(benchmark):
         return (blend + 0.5).astype(np.uint8)
 
     benchmark(ref)
+
+
+@pytest.mark.benchmark(group="rgb_to_yuv420p 1080x1920")
+def test_rgb_to_yuv420p_native(benchmark):
+    planes = (np.empty(FRAME.shape[:2], np.uint8), *(np.empty((540, 960), np.uint8) for _ in range(2)))
+    benchmark(ops.rgb_to_yuv420p, FRAME, *planes)
+
+
+@pytest.mark.benchmark(group="rgb_to_yuv420p 1080x1920")
+def test_rgb_to_yuv420p_swscale(benchmark):
+    av = pytest.importorskip("av")
+    from av.video.reformatter import VideoReformatter
+
+    sws = VideoReformatter()  # one swscale context, reused (as an encoder's own conversion does)
+    benchmark(lambda: sws.reformat(av.VideoFrame.from_ndarray(FRAME, format="rgb24"), format="yuv420p"))

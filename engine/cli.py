@@ -171,15 +171,20 @@ def _video(a: argparse.Namespace) -> int:
 
 
 def _bench(a: argparse.Namespace) -> int:
-    from engine.bench import parse_shape, run_bench
+    import shlex
+
+    from engine.bench import markdown, parse_shape, run_bench
 
     backends = tuple(b.strip() for b in a.backends.split(",") if b.strip())
     if a.torch and "torch" not in backends:
         backends += ("torch",)
-    result = run_bench(a.model, parse_shape(a.shape), backends=backends, torch_ckpt=a.torch, runs=a.runs,
-                       warmup=a.warmup, threads=a.threads, out_dir=a.out_dir, name=a.name)
-    from engine.bench import markdown
-
+    command = shlex.join(["segrt", "bench", a.model, "--shape", a.shape, "--backends", a.backends,
+                          *(["--torch", a.torch] if a.torch else []), *(["--also", *a.also] if a.also else []),
+                          "--runs", str(a.runs), "--warmup", str(a.warmup),
+                          *(["--threads", str(a.threads)] if a.threads else [])])
+    result = run_bench(a.model, parse_shape(a.shape), backends=backends, torch_ckpt=a.torch, also=a.also,
+                       runs=a.runs, warmup=a.warmup, threads=a.threads, out_dir=a.out_dir, name=a.name,
+                       command=command)
     print(markdown(result))
     for f in result.get("files", []):
         print(f"wrote {f}")
@@ -313,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--shape", required=True, metavar="HxW", help="image and network input size, e.g. 512x1024")
     b.add_argument("--backends", default="onnxruntime", help="comma-separated: onnxruntime,torch")
     b.add_argument("--torch", default=None, metavar="CKPT", help="segrt checkpoint for the PyTorch eager row")
+    b.add_argument("--also", nargs="+", action="extend", default=[], metavar="ONNX",
+                   help="more ONNX models (e.g. the int8 one of segrt quantize) measured in the same run")
     b.add_argument("--runs", type=int, default=50)
     b.add_argument("--warmup", type=int, default=5)
     b.add_argument("--threads", type=int, default=None)

@@ -1,10 +1,19 @@
 """Real-time video pipeline: decode -> pre-process -> infer -> post-process/overlay -> encode, one thread per stage.
 
 Stages are joined by bounded queues, so a slow stage applies back-pressure instead of letting memory grow. The
-native kernels and ONNX Runtime release the GIL, so the stages really overlap. Live sources (cameras, streams)
-keep only the newest decoded frame waiting: when inference falls behind, stale frames are dropped and latency
-stays bounded. Files are processed completely. Whatever happens (end of input, a truncated file, an error in a
-stage, Ctrl-C), the writer is closed so the output holds every frame processed so far.
+native kernels, FFmpeg and ONNX Runtime release the GIL, so the stages really overlap. Live sources (cameras,
+streams) keep only the newest decoded frame waiting: when inference falls behind, stale frames are dropped and
+latency stays bounded. Files are processed completely. Whatever happens (end of input, a truncated file, an error
+in a stage, Ctrl-C), the writer is closed so the output holds every frame processed so far.
+
+Threads (:class:`StageThreads`): the stages already run in parallel with each other, so by default every stage
+but inference runs single-threaded (the decoder, the native kernels, the encoder, with x264's real-time ``veryfast``
+preset) and inference gets the threads the Predictor was built with. Letting each library start its own pool per
+core instead (FFmpeg's frame threads, x264's 1.5 threads per core + lookahead, OpenMP's team) adds nothing when
+inference is the slowest stage and takes CPU from it. On 2 cores the pipeline is CPU-bound as soon as inference
+uses both: its throughput is at most cores / (sum of every stage's CPU time per frame), and ONNX Runtime's
+spin-waiting threads turn each millisecond another stage takes from them into about two (see
+``benchmarks/results/engine_pipeline_*.md`` for the measurements and the arithmetic).
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import numpy as np
 
 from engine.fileio import write_atomic
 from engine.predictor import Predictor
-from engine.video import VideoSource, VideoWriter
+from engine.video import PRESET, VideoSource, VideoWriter
 
 STAGES = ("decode", "pre", "infer", "post", "encode")
 _END = object()
@@ -66,6 +75,43 @@ class PipelineReport:
         return write_atomic(path, json.dumps(asdict(self), indent=2) + "\n")
 
 
+@dataclass(frozen=True)
+class StageThreads:
+    """Threads of the stages around inference (0: the library's own choice, about one per core).
+
+    ``decode``: FFmpeg decoder threads; ``native``: OpenMP threads of the native kernels (pre, post and the
+    writer's colour conversion; set for those stage threads only); ``encode``: encoder threads; ``preset``: the
+    libx264 preset of the output.
+    """
+
+    decode: int = 1
+    native: int = 1
+    encode: int = 1
+    preset: str | None = PRESET
+
+    def __post_init__(self) -> None:
+        for k in ("decode", "native", "encode"):
+            if int(getattr(self, k)) < 0:
+                raise ValueError(f"StageThreads.{k} must be >= 0, got {getattr(self, k)}")
+
+    def apply_native(self) -> None:
+        """Limit the native kernels called from the current thread to ``native`` threads (0: leave as is)."""
+        if self.native > 0:
+            from engine import ops
+
+            ops.set_num_threads(self.native)
+
+    def apply_decode(self, source: object) -> None:
+        """Set the decoder threads of ``source`` (before its first frame; sources without a decoder are skipped)."""
+        set_threads = getattr(source, "set_threads", None)
+        if set_threads is not None:
+            set_threads(self.decode)
+
+    def writer(self, path: str | Path, fps: float, width: int, height: int) -> VideoWriter:
+        """A :class:`VideoWriter` with these encoder settings."""
+        return VideoWriter(path, fps, width, height, preset=self.preset, threads=self.encode)
+
+
 class _Stop(Exception):
     """Raised inside a stage when the pipeline is shutting down."""
 
@@ -74,14 +120,17 @@ class VideoPipeline:
     """Run ``predictor`` over a :class:`VideoSource` with one thread per stage and bounded queues.
 
     ``on_frame(overlay)`` (called from the main thread) can show frames; ``progress`` draws a tqdm bar
-    for files. Use :meth:`run`; it returns a :class:`PipelineReport` and re-raises the first stage error.
+    for files; ``threads`` sets the threads of the stages around inference (see :class:`StageThreads`). Use
+    :meth:`run`; it returns a :class:`PipelineReport` and re-raises the first stage error.
     """
 
     def __init__(self, predictor: Predictor, source: VideoSource, output: str | Path | None = None,
                  alpha: float = 0.5, queue_size: int = 2, max_frames: int | None = None,
-                 on_frame: Callable[[np.ndarray], None] | None = None, progress: bool = False) -> None:
+                 on_frame: Callable[[np.ndarray], None] | None = None, progress: bool = False,
+                 threads: StageThreads | None = None) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self.threads = threads or StageThreads()
         self.p, self.source, self.output = predictor, source, output
         self.alpha, self.max_frames, self.on_frame, self.progress = alpha, max_frames, on_frame, progress
         qs = max(1, int(queue_size))
@@ -149,6 +198,7 @@ class VideoPipeline:
 
     # -- stages ----------------------------------------------------------------------------------------------------
     def _decode(self) -> None:
+        self.threads.apply_decode(self.source)
         it = iter(self.source)
         n = 0
         try:
@@ -172,6 +222,7 @@ class VideoPipeline:
         self._put(self.queues[0], _END, 0)
 
     def _pre(self) -> None:
+        self.threads.apply_native()
         simple = self.p.simple
         bufs: list[np.ndarray | None] = [None] * self.ring
         k = 0
@@ -199,6 +250,7 @@ class VideoPipeline:
         self._put(self.queues[2], _END, 2)
 
     def _post(self) -> None:
+        self.threads.apply_native()
         bufs: list[np.ndarray | None] = [None] * self.ring
         palette = self.p.palette
         k = 0
@@ -207,7 +259,7 @@ class VideoPipeline:
         while (item := self._get(self.queues[2], 3)) is not _END:
             i, frame, t_in, logits = item
             t0 = time.perf_counter()
-            labels = self.p.postprocess(logits, frame.shape[0], frame.shape[1])[0]
+            labels = self.p.postprocess(logits, frame.shape[0], frame.shape[1])[0]  # used at once: not kept
             if bufs[k] is None or bufs[k].shape != frame.shape:
                 bufs[k] = np.empty_like(frame)
             shown = ops.overlay(frame, labels, palette, self.alpha, out=bufs[k])
@@ -217,6 +269,7 @@ class VideoPipeline:
         self._put(self.queues[3], _END, 3)
 
     def _encode(self) -> None:
+        self.threads.apply_native()  # the writer's RGB -> I420 kernel
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -229,7 +282,8 @@ class VideoPipeline:
                 t0 = time.perf_counter()
                 if self.output is not None:
                     if self.writer is None:
-                        self.writer = VideoWriter(self.output, self.source.fps, shown.shape[1], shown.shape[0])
+                        self.writer = self.threads.writer(self.output, self.source.fps, shown.shape[1],
+                                                          shown.shape[0])
                     self.writer.write(shown)
                 t1 = time.perf_counter()
                 if self.on_frame is not None:  # the display shows the newest frame: replace an unshown one

@@ -40,6 +40,18 @@ class VideoSource:
             n = int(round(float(stream.duration * stream.time_base) * self.fps))
         self.frames: int | None = n or None
 
+    def set_threads(self, n: int) -> None:
+        """Decoder threads: 0 lets FFmpeg choose (frame + slice threading, about one per core), 1 decodes in the
+        reading thread. Takes effect only before the first frame is read."""
+        if int(n) < 0:
+            raise ValueError(f"decoder threads must be >= 0, got {n}")
+        stream = self._container.streams.video[0]  # type: ignore[attr-defined]
+        try:
+            stream.thread_type = "AUTO" if int(n) != 1 else "SLICE"
+            stream.thread_count = int(n)
+        except (RuntimeError, ValueError):  # the decoder is already open: keep its threads
+            pass
+
     def __iter__(self) -> Iterator[np.ndarray]:
         import av
 
@@ -119,28 +131,49 @@ def read_frames(path: str | Path) -> Iterator[np.ndarray]:
         yield from source
 
 
-class VideoWriter:
-    """H.264 (or MPEG-4 where libx264 is missing) writer; the file appears atomically on close."""
+PRESET = "veryfast"  # libx264 preset of the writer: real-time, about half the CPU of x264's own default, "medium"
 
-    def __init__(self, path: str | Path, fps: float, width: int, height: int) -> None:
+
+class VideoWriter:
+    """H.264 (or MPEG-4 where libx264 is missing) writer; the file appears atomically on close.
+
+    ``preset``: the libx264 speed/size trade-off (``ultrafast`` ... ``veryslow``); the default, ``veryfast``, costs
+    ~2.2 ms of one core per 360x640 frame against ~4.5 ms for x264's ``medium``. ``threads``: encoder threads, 0 for
+    the codec's choice (x264: 1.5 per core, plus lookahead), 1 to encode in the calling thread.
+    """
+
+    def __init__(self, path: str | Path, fps: float, width: int, height: int, *, preset: str | None = PRESET,
+                 threads: int = 0) -> None:
         import av
 
+        if int(threads) < 0:
+            raise ValueError(f"encoder threads must be >= 0, got {threads}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(f".{self.path.stem}.tmp{self.path.suffix}")
-        self._container = av.open(str(self._tmp), mode="w")
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        self._stream = self._container.add_stream(codec, rate=round(fps))
+        options = {"threads": str(int(threads))}
+        if codec == "libx264" and preset:
+            options["preset"] = preset
+        self._container = av.open(str(self._tmp), mode="w")
+        self._stream = self._container.add_stream(codec, rate=round(fps), options=options)
         self._stream.width, self._stream.height = width - width % 2, height - height % 2
         self._stream.pix_fmt = "yuv420p"
         self.frames = 0
 
     def write(self, frame: np.ndarray) -> None:
-        """Append one HxWx3 uint8 RGB frame."""
+        """Append one HxWx3 uint8 RGB frame (converted to I420 by the native kernel, ~5x faster than swscale)."""
         import av
 
+        from engine import ops
+
         h, w = self._stream.height, self._stream.width
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:h, :w]), format="rgb24")
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[0] < h or frame.shape[1] < w:
+            raise ValueError(f"{self.path}: frames must be HxWx3 uint8 of at least {h}x{w}, got "
+                             f"{getattr(frame, 'shape', type(frame).__name__)}")
+        vf = av.VideoFrame(w, h, "yuv420p")
+        planes = [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width] for p in vf.planes]
+        ops.rgb_to_yuv420p(np.ascontiguousarray(frame[:h, :w]), *planes)
         for packet in self._stream.encode(vf):
             self._container.mux(packet)
         self.frames += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -138,3 +139,50 @@ def test_show_without_display_is_a_clear_error(tmp_path: Path, tiny_onnx, capsys
     src = write_video(tmp_path / "in.mp4", n=2)
     assert main(["video", str(src), "-m", str(tiny_onnx[0]), "--show"]) == 2
     assert "--show needs a display" in capsys.readouterr().err
+
+
+def test_stage_threads(tmp_path: Path, tiny_onnx) -> None:
+    from engine import ops
+    from engine.pipeline import StageThreads
+
+    src = write_video(tmp_path / "in.mp4", n=6)
+    p = engine.Predictor(tiny_onnx[0])
+    expected = [p.overlay(f, p.run(f)) for f in read_frames(src)]
+    for plan in (StageThreads(), StageThreads(decode=0, native=0, encode=0, preset=None)):
+        shown: list[np.ndarray] = []
+        report = VideoPipeline(p, open_source(src), tmp_path / "out.mp4", threads=plan, on_frame=shown.append).run()
+        assert report.frames == 6 and np.array_equal(shown[-1], expected[-1])
+        assert len(list(read_frames(tmp_path / "out.mp4"))) == 6
+    with pytest.raises(ValueError, match="StageThreads.encode"):
+        StageThreads(encode=-1)
+    # OpenMP's thread count is per calling thread: a stage thread's setting leaves the others' alone
+    seen: list[int] = []
+
+    def stage() -> None:
+        seen.append(ops.set_num_threads(1))
+        seen.append(ops.set_num_threads(1))
+
+    before = ops.set_num_threads(3)
+    t = threading.Thread(target=stage)
+    t.start()
+    t.join()
+    assert seen[1] == 1 and ops.set_num_threads(before) == 3
+    with pytest.raises(ValueError, match="n must be"):
+        ops.set_num_threads(0)
+
+
+def test_writer_preset_and_threads(tmp_path: Path) -> None:
+    frame = np.zeros((48, 64, 3), np.uint8)
+    for preset, threads in (("ultrafast", 1), (None, 0)):
+        with VideoWriter(tmp_path / "a.mp4", 10, 64, 48, preset=preset, threads=threads) as vw:
+            for _ in range(3):
+                vw.write(frame)
+        assert len(list(read_frames(tmp_path / "a.mp4"))) == 3
+    with pytest.raises(ValueError, match="encoder threads"):
+        VideoWriter(tmp_path / "b.mp4", 10, 64, 48, threads=-1)
+    source = open_source(write_video(tmp_path / "in.mp4", n=3))
+    source.set_threads(1)
+    it = iter(source)
+    next(it)
+    source.set_threads(0)  # too late once decoding started: ignored, not an error
+    assert len(list(it)) == 2

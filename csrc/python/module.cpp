@@ -14,4 +14,5 @@ PYBIND11_MODULE(_C, m) {
   segrt::bind_cpu_ops(m);
   segrt::bind_cuda_ops(m);
   { void bind_cca_ops(py::module_&); bind_cca_ops(m); }  // criss-cross attention (csrc/python/cca_ops.cpp)
+  { void bind_video_ops(py::module_&); bind_video_ops(m); }  // RGB -> I420 for encoders (csrc/python/video_ops.cpp)
 }
