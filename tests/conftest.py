@@ -56,3 +56,10 @@ def torch_single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def write_file(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path``, creating its folders; returns the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
