@@ -83,24 +83,9 @@ def others_load(fn, *args):  # noqa: ANN001, ANN201
 
 
 def make_predictor(model: str, threads: int, spinning: bool, **kw: object) -> engine.Predictor:
-    """``engine.Predictor(model, threads=...)``; with ``spinning=False`` its ONNX Runtime intra-op threads block
-    instead of spin-waiting (``session.intra_op.allow_spinning=0``), set here by wrapping ``SessionOptions`` while
-    the session is made: a backend setting measured by this benchmark, not one the engine makes."""
-    import onnxruntime as ort
-
-    base = ort.SessionOptions
-
-    class NoSpin(base):  # type: ignore[misc, valid-type]
-        def __init__(self) -> None:
-            super().__init__()
-            self.add_session_config_entry("session.intra_op.allow_spinning", "0")
-
-    if not spinning:
-        ort.SessionOptions = NoSpin
-    try:
-        return engine.Predictor(model, threads=threads, **kw)
-    finally:
-        ort.SessionOptions = base
+    """``engine.Predictor(model, threads=...)`` with ONNX Runtime's idle threads spin-waiting (its default) or
+    blocking (``spin=False``, what ``segrt video`` uses)."""
+    return engine.Predictor(model, threads=threads, spin=None if spinning else False, **kw)
 
 
 def stages_alone(p: engine.Predictor, video: Path, tmp: Path, plan: StageThreads) -> dict[str, list[float]]:

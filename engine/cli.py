@@ -110,6 +110,8 @@ def _predictor(a: argparse.Namespace) -> object:
         kw["flip"] = True
     if getattr(a, "batch", None):
         kw["batch_size"] = a.batch
+    if getattr(a, "spin", None) is not None:
+        kw["spin"] = a.spin
     return engine.Predictor(a.model, **kw)
 
 
@@ -312,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     vid.add_argument("--max-frames", type=int, default=None)
     vid.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                      help="drop stale frames (default: on for cameras and rtsp/rtmp/udp streams)")
+    vid.add_argument("--spin", action=argparse.BooleanOptionalAction, default=False,
+                     help="let ONNX Runtime's idle threads spin-wait (default: off, so that the other stages get "
+                          "the cores; see benchmarks/results/engine_pipeline_*.md)")
     vid.set_defaults(func=_video, batch=None)
     b = sub.add_parser("bench", help="latency per stage and end to end, beside the bare network and torch eager")
     b.add_argument("model")

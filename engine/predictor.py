@@ -59,6 +59,8 @@ class Predictor:
     size (times each scale); ``scales`` and ``flip`` average logits over resized and mirrored copies. A
     Predictor reuses its buffers, so one instance must not be used from two threads at once.
     ``precision`` ("fp16"/"bf16"), ``compile`` and ``cuda_graphs`` apply to torch artifacts (.pt/.pth/.pt2).
+    ``spin=False`` makes ONNX Runtime's idle threads block instead of spin-waiting (for sharing the cores with
+    other work, as ``segrt video`` does; None keeps the runtime's default).
 
     Backend limits (``backend.limits``: a TensorRT profile, an ONNX model's static dims) are respected: batches
     are split (or padded) to the allowed batch range, a model with a fixed input size gets images resized to it
@@ -73,14 +75,16 @@ class Predictor:
                  mode: str = "whole", crop_size: int | Sequence[int] | None = None,
                  stride: int | Sequence[int] | None = None, scales: Sequence[float] = (1.0,),
                  flip: bool = False, batch_size: int = 8, palette: str | None = None,
-                 precision: str | None = None, compile: bool = False, cuda_graphs: bool = False) -> None:
+                 precision: str | None = None, compile: bool = False, cuda_graphs: bool = False,
+                 spin: bool | None = None) -> None:
         if isinstance(path, Backend):
             self.path, self.backend = Path(getattr(path, "path", "<backend>")), path
         else:
             self.path = Path(path)
             torch_opts = {k: v for k, v in (("precision", precision), ("compile", compile),
                                               ("cuda_graphs", cuda_graphs)) if v}
-            self.backend = open_backend(self.path, backend=backend, device=device, threads=threads, **torch_opts)
+            self.backend = open_backend(self.path, backend=backend, device=device, threads=threads, spin=spin,
+                                        **torch_opts)
         self.meta: ModelMeta = self.backend.meta
         self.limits: Limits = getattr(self.backend, "limits", None) or Limits()
         self._channels = getattr(self.backend, "out_channels", None)

@@ -52,6 +52,20 @@ def test_io_binding_same_results_and_reused_output(tiny_onnx) -> None:
     np.testing.assert_array_equal(plain.infer(x), ref)
 
 
+@pytest.mark.parametrize("spin, entry", [(None, ""), (False, "0"), (True, "1")])
+def test_spin_sets_the_session_option(tiny_onnx, spin, entry) -> None:
+    """``spin`` reaches ONNX Runtime's session config (unset: its own default), and results do not change."""
+    p = engine.Predictor(tiny_onnx[0], threads=2, spin=spin)
+    opts = p.backend.session.get_session_options()
+    try:
+        got = opts.get_session_config_entry("session.intra_op.allow_spinning")
+    except RuntimeError:  # ONNX Runtime raises for a key that was never set
+        got = ""
+    assert got == entry
+    x = img((40, 56))
+    np.testing.assert_array_equal(p.run(x), engine.Predictor(tiny_onnx[0], threads=2).run(x))
+
+
 def test_io_binding_failure_falls_back(tiny_onnx, monkeypatch) -> None:
     be = OnnxRuntimeBackend(tiny_onnx[0])
     x = batch((1, 3, 16, 16))

@@ -69,3 +69,9 @@ def test_torch_option_on_an_onnx_model_is_a_one_line_error(tiny_onnx, tmp_path: 
                  "--compile", "-q"])
     err = capsys.readouterr().err
     assert code == 2 and "apply to the torch backend only" in err and len(err.strip().splitlines()) == 1
+
+
+def test_video_blocks_ort_threads_unless_asked(fake) -> None:
+    assert _kw(["video", "clip.mp4", "-m", "m.onnx"])["spin"] is False
+    assert _kw(["video", "clip.mp4", "-m", "m.onnx", "--spin"])["spin"] is True
+    assert "spin" not in _kw(["predict", "img.png", "-o", "out", "-m", "m.onnx"])

@@ -12,8 +12,11 @@ BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 
 
 def open_backend(path: str | Path, backend: str = "auto", device: str = "auto", threads: int | None = None,
-                 **options: object) -> Backend:
+                 spin: bool | None = None, **options: object) -> Backend:
     """Open ``path`` with the backend its suffix (or ``backend``) names.
+
+    ``spin``: whether ONNX Runtime's idle threads spin-wait (None: its default); the other runtimes have no
+    such setting and ignore it.
 
     ``options`` go to the torch backend (``precision``, ``compile``, ``cuda_graphs``); the other runtimes take
     none (a TensorRT engine's precision is fixed when it is built).
@@ -35,7 +38,7 @@ def open_backend(path: str | Path, backend: str = "auto", device: str = "auto", 
     if name in ("onnxruntime", "ort"):
         from engine.backends.onnxruntime import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(p, device=device, threads=threads)
+        return OnnxRuntimeBackend(p, device=device, threads=threads, spin=spin)
     if name in ("tensorrt", "trt"):
         from engine.backends.tensorrt import TensorRTBackend
 

@@ -42,12 +42,15 @@ class OnnxRuntimeBackend(Backend):
         device: "auto" (CUDA provider when available), "cpu" or "cuda".
         threads: intra-op threads (default: all cores).
         io_binding: run through IO binding on the CPU provider (False: always ``session.run``).
+        spin: whether idle intra-op threads spin-wait for work (ONNX Runtime's default, None) or block (False).
+            Spinning saves a little latency when the session has the cores to itself; next to other busy threads
+            (the video pipeline's stages) it burns the CPU they need (``session.intra_op.allow_spinning``).
     """
 
     name = "onnxruntime"
 
     def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None,
-                 io_binding: bool = True) -> None:
+                 io_binding: bool = True, spin: bool | None = None) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -57,6 +60,10 @@ class OnnxRuntimeBackend(Backend):
         opts.intra_op_num_threads = int(threads or os.cpu_count() or 1)
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        if spin is not None:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+            opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
+        self.spin = spin
         available = ort.get_available_providers()
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"unknown device {device!r} (known: auto, cpu, cuda)")
