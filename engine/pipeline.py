@@ -12,8 +12,9 @@ preset) and inference gets the threads the Predictor was built with. Letting eac
 core instead (FFmpeg's frame threads, x264's 1.5 threads per core + lookahead, OpenMP's team) adds nothing when
 inference is the slowest stage and takes CPU from it. On 2 cores the pipeline is CPU-bound as soon as inference
 uses both: its throughput is at most cores / (sum of every stage's CPU time per frame), and ONNX Runtime's
-spin-waiting threads turn each millisecond another stage takes from them into about two (see
-``benchmarks/results/engine_pipeline_*.md`` for the measurements and the arithmetic).
+spin-waiting threads turn each millisecond another stage takes from them into about two, so ``segrt video`` builds
+its Predictor with ``spin=False`` (idle ONNX Runtime threads block); see ``benchmarks/results/engine_pipeline_*.md``
+for the measurements and the arithmetic.
 """
 
 from __future__ import annotations
