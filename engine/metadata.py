@@ -55,15 +55,49 @@ class ModelMeta:
                 kw[key[len(PREFIX):]] = json.loads(raw)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{source}: metadata entry {key!r} is not valid JSON: {e}") from None
-        meta = cls(**kw)
-        if meta.input_size is not None:
-            meta.input_size = tuple(int(v) for v in meta.input_size)
-            if len(meta.input_size) != 2 or min(meta.input_size) <= 0:
-                raise ValueError(f"{source}: metadata input_size must be two positive ints, got {meta.input_size}")
-        if not isinstance(meta.size_divisor, int) or meta.size_divisor < 1:
-            raise ValueError(f"{source}: metadata size_divisor must be a positive int, got {meta.size_divisor!r}")
-        meta.mean = tuple(float(v) for v in meta.mean)
-        meta.std = tuple(float(v) for v in meta.std)
-        if len(meta.mean) != 3 or len(meta.std) != 3 or min(meta.std) <= 0:
-            raise ValueError(f"{source}: metadata mean/std must be 3 values each, std > 0")
-        return meta
+        return cls(**_checked(kw, source))
+
+
+def _num(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _checked(kw: dict, source: str) -> dict:
+    """``kw`` with every metadata value checked for its type and range (ValueError naming the entry)."""
+
+    def bad(name: str, want: str) -> ValueError:
+        return ValueError(f"{source}: metadata entry 'segrt.{name}' must be {want}, got {kw[name]!r}")
+
+    out = dict(kw)
+    if "classes" in kw:
+        if not isinstance(kw["classes"], list) or not all(isinstance(c, str) for c in kw["classes"]):
+            raise bad("classes", "a list of class names")
+    if "palette" in kw:
+        pal = kw["palette"]
+        if not isinstance(pal, list) or not all(isinstance(c, list) and len(c) == 3 and all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in c) for c in pal):
+            raise bad("palette", "a list of [r, g, b] colours with values 0..255")
+    for name in ("mean", "std"):
+        if name in kw:
+            v = kw[name]
+            if not isinstance(v, list) or len(v) != 3 or not all(_num(x) for x in v):
+                raise bad(name, "3 numbers (R, G, B in 0..255 pixel units)")
+            if name == "std" and min(v) <= 0:
+                raise bad(name, "3 positive numbers")
+            out[name] = tuple(float(x) for x in v)
+    if kw.get("input_size") is not None:
+        v = kw["input_size"]
+        if not isinstance(v, list) or len(v) != 2 or not all(isinstance(x, int) and not isinstance(x, bool)
+                                                                and x > 0 for x in v):
+            raise bad("input_size", "two positive ints [H, W] or null")
+        out["input_size"] = (v[0], v[1])
+    for name in ("output_stride", "size_divisor"):
+        if name in kw and not (isinstance(kw[name], int) and not isinstance(kw[name], bool) and kw[name] >= 1):
+            raise bad(name, "a positive int")
+    if "ignore_index" in kw and not (isinstance(kw["ignore_index"], int) and not isinstance(kw["ignore_index"], bool)):
+        raise bad("ignore_index", "an int")
+    if "align_corners" in kw and not isinstance(kw["align_corners"], bool):
+        raise bad("align_corners", "true or false")
+    if "model" in kw and not isinstance(kw["model"], str):
+        raise bad("model", "a string")
+    return out

@@ -25,6 +25,9 @@ def slide_windows(h: int, w: int, crop: tuple[int, int], stride: tuple[int, int]
     sh, sw = stride
     if min(ch, cw, sh, sw) <= 0:
         raise ValueError(f"crop size and stride must be positive, got crop {crop}, stride {stride}")
+    if sh > ch or sw > cw:
+        raise ValueError(f"stride {stride} must not exceed the crop size {crop}: windows would leave pixels between "
+                         f"them uncovered")
     h_grids = max(h - ch + sh - 1, 0) // sh + 1
     w_grids = max(w - cw + sw - 1, 0) // sw + 1
     out = []

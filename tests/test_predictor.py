@@ -97,6 +97,20 @@ def test_metadata_round_trip_and_errors() -> None:
         ModelMeta.from_props({"segrt.input_size": "[0, 4]"})
 
 
+
+@pytest.mark.parametrize("key, raw", [
+    ("classes", '"5"'), ("classes", "[1, 2]"), ("input_size", "5"), ("input_size", "[4.5, 8]"),
+    ("mean", '"abc"'), ("mean", "[1, 2]"), ("std", "[1, 0, 1]"), ("align_corners", '"no"'),
+    ("palette", "[[1, 2]]"), ("palette", "[[0, 0, 300]]"), ("output_stride", "0"), ("size_divisor", "true"),
+    ("ignore_index", '"255"'), ("model", "3"),
+])
+def test_metadata_of_the_wrong_type_is_named(key: str, raw: str) -> None:
+    """Every mistyped metadata entry is a ValueError naming the file and the entry, never a TypeError or a
+    silently wrong value (a string "no" for align_corners used to read as True)."""
+    with pytest.raises(ValueError, match=rf"m\.onnx: metadata entry 'segrt\.{key}' must be"):
+        ModelMeta.from_props({f"segrt.{key}": raw}, source="m.onnx")
+
+
 def test_engine_imports_without_torch() -> None:
     code = "import sys, engine, engine.ops, engine.video, engine.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -231,6 +245,7 @@ def test_run_batch_batches_same_sizes(tmp_path: Path) -> None:
     ({"mode": "tiles"}, "mode"), ({"mode": "slide"}, "crop_size"), ({"scales": ()}, "scales"),
     ({"scales": (1.0, -1)}, "scales"), ({"crop_size": (0, 4)}, "crop_size"), ({"batch_size": 0}, "batch_size"),
     ({"palette": "nope"}, "palette"),
+    ({"mode": "slide", "crop_size": 16, "stride": (8, 40)}, "must not exceed crop_size"),
 ])
 def test_bad_options_raise(tiny_onnx, kw, message) -> None:
     with pytest.raises(ValueError, match=message):
@@ -271,3 +286,22 @@ def test_export_records_the_size_divisor(tmp_path) -> None:
     p = engine.Predictor(path)
     assert p.meta.size_divisor == 16
     assert p.run(np.zeros((37, 45, 3), np.uint8)).shape == (37, 45)
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider")
+def test_onnx_cuda_device_is_never_a_silent_cpu_fallback(tiny_onnx, monkeypatch) -> None:
+    import onnxruntime as ort
+
+    with pytest.raises(ValueError, match="unknown device 'cuda:x'"):
+        engine.Predictor(tiny_onnx[0], device="cuda:x")
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        engine.Predictor(tiny_onnx[0], device="gpu")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(RuntimeError, match="no CUDAExecutionProvider"):
+            engine.Predictor(tiny_onnx[0], device="cuda:0")
+        # a CUDA provider that is listed but cannot start: ONNX Runtime falls back to the CPU, we refuse
+        real = ort.get_available_providers
+        monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", *real()])
+        with pytest.raises(RuntimeError, match="could not start its CUDA provider"):
+            engine.Predictor(tiny_onnx[0], device="cuda")
+    assert engine.Predictor(tiny_onnx[0], device="cpu").backend.providers == ["CPUExecutionProvider"]

@@ -196,6 +196,34 @@ def test_bad_files(tmp_path: Path, files) -> None:
     save_atomic(tiny_model().state_dict(), weights_only)
     with pytest.raises(ValueError, match="weights.pt"):
         engine.Predictor(weights_only)
+    ckpt = torch.load(files["ckpt"], weights_only=False)  # weights of another class count than the config's
+    ckpt["state_dict"] = {k: (v[:2] if k.startswith("decode_head.conv_seg") else v)
+                          for k, v in ckpt["state_dict"].items()}
+    misshaped = save_atomic(ckpt, tmp_path / "misshaped.pt")
+    with pytest.raises(ValueError, match=r"misshaped.pt: not a usable segrt checkpoint.*conv_seg"):
+        engine.Predictor(misshaped)
+
+
+def test_shape_caches_keep_the_most_recently_used() -> None:
+    """CUDA graphs and device input buffers are cached per shape, at most MAX_SHAPES of them (LRU)."""
+    from collections import OrderedDict
+
+    from engine.backends import torch as tb
+
+    cache: OrderedDict = OrderedDict()
+    made: list[tuple[int, ...]] = []
+
+    def get(n: int) -> object:
+        key = (1, 3, n, n)
+        return tb._cached(cache, key, lambda: made.append(key) or key)
+
+    for n in range(tb.MAX_SHAPES):
+        get(n)
+    assert get(0) == (1, 3, 0, 0) and len(made) == tb.MAX_SHAPES  # a hit makes nothing, and refreshes 0
+    get(100)  # one too many: the least recently used (1) goes, 0 stays
+    assert len(cache) == tb.MAX_SHAPES and (1, 3, 1, 1) not in cache and (1, 3, 0, 0) in cache
+    get(1)
+    assert made[-1] == (1, 3, 1, 1) and len(cache) == tb.MAX_SHAPES
 
 
 def test_missing_torch_names_the_extra(files, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -34,12 +34,21 @@ def _dim(d: Any) -> int | None:
     return int(d) if isinstance(d, int) and d > 0 else None
 
 
+def _parse_device(device: str) -> tuple[str, int]:
+    """``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` -> (kind, GPU index)."""
+    kind, _, idx = str(device).partition(":")
+    if kind not in ("auto", "cpu", "cuda") or (idx and (kind != "cuda" or not idx.isdigit())):
+        raise ValueError(f"unknown device {device!r} (known: auto, cpu, cuda, cuda:N)")
+    return kind, int(idx or 0)
+
+
 class OnnxRuntimeBackend(Backend):
     """An ``onnxruntime.InferenceSession`` with the model's ``segrt.*`` metadata.
 
     Args:
         path: the ``.onnx`` file.
-        device: "auto" (CUDA provider when available), "cpu" or "cuda".
+        device: "auto" (CUDA provider when available), "cpu", "cuda" or "cuda:N" (a RuntimeError when the CUDA
+            provider is missing or does not start, never a silent fall-back to the CPU).
         threads: intra-op threads (default: all cores).
         io_binding: run through IO binding on the CPU provider (False: always ``session.run``).
         spin: whether idle intra-op threads spin-wait for work (ONNX Runtime's default, None) or block (False).
@@ -64,18 +73,22 @@ class OnnxRuntimeBackend(Backend):
             opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
             opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
         self.spin = spin
+        kind, index = _parse_device(device)
         available = ort.get_available_providers()
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"unknown device {device!r} (known: auto, cpu, cuda)")
-        if device == "cuda" and "CUDAExecutionProvider" not in available:
-            raise RuntimeError("device='cuda' asked for, but onnxruntime has no CUDAExecutionProvider")
-        providers = ["CPUExecutionProvider"]
-        if device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
-            providers.insert(0, "CUDAExecutionProvider")
+        if kind == "cuda" and "CUDAExecutionProvider" not in available:
+            raise RuntimeError(f"device={device!r} asked for, but this onnxruntime has no CUDAExecutionProvider "
+                               f"(install onnxruntime-gpu; available: {', '.join(available)})")
+        providers: list[Any] = ["CPUExecutionProvider"]
+        if kind in ("auto", "cuda") and "CUDAExecutionProvider" in available:
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
         except Exception as e:  # ORT raises its own types for bad protobufs and graphs
             raise ValueError(f"{self.path}: not a loadable ONNX model ({type(e).__name__}: {e})") from None
+        if kind == "cuda" and self.session.get_providers()[0] != "CUDAExecutionProvider":
+            raise RuntimeError(f"{self.path}: device={device!r} asked for, but ONNX Runtime could not start its "
+                               f"CUDA provider (CUDA/cuDNN libraries missing?) and fell back to "
+                               f"{self.session.get_providers()[0]}")
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise ValueError(f"{self.path}: expected one 4-D image input, got {[(i.name, i.shape) for i in inputs]}")

@@ -21,6 +21,8 @@ import json
 import re
 import threading
 import zipfile
+from collections import OrderedDict
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ PIP_HINT = "pip install 'segrt[train]'"
 PRECISIONS = (None, "fp16", "bf16")
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 PROGRAM_SUFFIXES = (".pt2",)
+MAX_SHAPES = 8  # input shapes with a cached CUDA graph / device input buffer (least recently used dropped)
 GRAPH_WARMUP = 3  # eager runs on a side stream before a capture (cuDNN/cuBLAS autotuning, torch.compile)
 
 
@@ -104,6 +107,17 @@ class _Graph:
         self.graph, self.static_in, self.static_out = graph, static_in, static_out
 
 
+def _cached(cache: OrderedDict, key: tuple[int, ...], make: Callable[[], Any]) -> Any:
+    """``cache[key]``, made by ``make()`` when missing; keeps the MAX_SHAPES most recently used entries."""
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    while len(cache) >= MAX_SHAPES:
+        cache.popitem(last=False)
+    value = cache[key] = make()
+    return value
+
+
 class TorchBackend(Backend):
     """A PyTorch module from a segrt checkpoint or a ``torch.export`` program, on the CPU or a CUDA GPU.
 
@@ -153,8 +167,10 @@ class TorchBackend(Backend):
         self.module = module
         self._fn = torch.compile(module) if compile else module
         self._dtype = {None: None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-        self._inputs: dict[tuple[int, ...], Any] = {}  # device input buffer per shape (CUDA, no graphs)
-        self._graphs: dict[tuple[int, ...], _Graph] = {}
+        # Per input shape, least recently used first, at most MAX_SHAPES of each (a captured graph holds its own
+        # memory pool, so an unbounded cache would fill the GPU on a stream of image sizes):
+        self._inputs: OrderedDict[tuple[int, ...], Any] = OrderedDict()  # device input buffers (CUDA, no graphs)
+        self._graphs: OrderedDict[tuple[int, ...], _Graph] = OrderedDict()
         self._lock = threading.Lock()
 
     # ---- loading -------------------------------------------------------------------------------------------
@@ -169,10 +185,11 @@ class TorchBackend(Backend):
             model, meta = load_trained(self.path)
         except FileNotFoundError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:  # RuntimeError: mis-shaped weights
             if str(self.path) in str(e):
                 raise
-            raise ValueError(f"{self.path}: not a usable segrt checkpoint ({type(e).__name__}: {e})") from None
+            why = " ".join(str(e).split())  # torch's load_state_dict report spans lines
+            raise ValueError(f"{self.path}: not a usable segrt checkpoint ({type(e).__name__}: {why})") from None
         meta = meta_from_dict(meta, str(self.path))
         return model.to(self.device).eval(), meta
 
@@ -249,17 +266,13 @@ class TorchBackend(Backend):
                 if x.device == self.device and x.dtype == torch.float32 and x.is_contiguous():
                     return self._forward(x)
                 key = tuple(x.shape)
-                buf = self._inputs.get(key)
-                if buf is None:
-                    buf = self._inputs[key] = torch.empty(key, dtype=torch.float32, device=self.device)
+                buf = _cached(self._inputs, key, lambda: torch.empty(key, dtype=torch.float32, device=self.device))
                 buf.copy_(x, non_blocking=True)  # from pageable host memory this returns once x has been read
                 return self._forward(buf)
 
     def _replay(self, x: Any) -> Any:
         key = tuple(x.shape)
-        g = self._graphs.get(key)
-        if g is None:
-            g = self._graphs[key] = self._capture(key)
+        g = _cached(self._graphs, key, lambda: self._capture(key))
         g.static_in.copy_(x, non_blocking=True)
         g.graph.replay()
         return g.static_out
