@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
 from collections.abc import Iterator
+from fractions import Fraction
+from numbers import Rational
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +22,9 @@ class VideoSource:
     """Frames (HxWx3 uint8 RGB) of a video file, a camera or a stream URL; see :func:`open_source`.
 
     ``live`` sources (cameras, RTSP/RTMP/UDP... streams) are meant to be read as fast as they come and have
-    stale frames dropped by the consumer; files are read completely. A decoding error after the first frame
-    (a truncated or corrupt tail) ends the stream quietly; ``error`` then says what broke.
+    stale frames dropped by the consumer; files are read completely. A decoding error (a truncated or corrupt
+    tail) ends the stream quietly after the frames still buffered in the decoder; ``error`` then says what broke.
+    ``rate`` is the exact frame rate (e.g. 30000/1001), ``fps`` the same as a float.
     """
 
     def __init__(self, container: object, name: str, live: bool) -> None:
@@ -31,10 +35,15 @@ class VideoSource:
             container.close()  # type: ignore[attr-defined]
             raise ValueError(f"{name}: has no video stream")
         stream = container.streams.video[0]  # type: ignore[attr-defined]
+        if stream.codec_context is None:  # e.g. an mp4 cut inside its header: the stream is known, its codec not
+            container.close()  # type: ignore[attr-defined]
+            raise ValueError(f"{name}: not a readable video (no decoder for its video stream: a truncated header "
+                             "or an unsupported codec)")
         stream.thread_type = "AUTO"
         self.width, self.height = int(stream.width or 0), int(stream.height or 0)
         rate = stream.average_rate or stream.guessed_rate
-        self.fps = float(rate) if rate else 25.0
+        self.rate = Fraction(rate) if rate and rate > 0 else Fraction(25)
+        self.fps = float(self.rate)
         n = int(stream.frames or 0)
         if not n and stream.duration and stream.time_base:
             n = int(round(float(stream.duration * stream.time_base) * self.fps))
@@ -55,11 +64,22 @@ class VideoSource:
     def __iter__(self) -> Iterator[np.ndarray]:
         import av
 
+        stream = self._container.streams.video[0]  # type: ignore[attr-defined]
+        broken = False
         try:
-            for frame in self._container.decode(video=0):  # type: ignore[attr-defined]
-                yield frame.to_ndarray(format="rgb24")
-        except (av.error.FFmpegError, EOFError) as e:  # truncated or corrupt tail: stop with what decoded
-            self.error = f"{self.name}: decoding stopped early ({e})"
+            try:
+                for packet in self._container.demux(stream):  # type: ignore[attr-defined]
+                    for frame in packet.decode():  # the last (empty) packet drains the decoder
+                        yield frame.to_ndarray(format="rgb24")
+            except (av.error.FFmpegError, EOFError) as e:  # truncated or corrupt tail: stop with what decoded
+                self.error = f"{self.name}: decoding stopped early ({e})"
+                broken = True
+            if broken:  # frames the decoder still holds (B-frame reordering, frame threads) are not lost
+                try:
+                    for frame in stream.codec_context.decode(None):
+                        yield frame.to_ndarray(format="rgb24")
+                except (av.error.FFmpegError, EOFError):
+                    pass
         finally:
             self.close()
 
@@ -131,34 +151,87 @@ def read_frames(path: str | Path) -> Iterator[np.ndarray]:
         yield from source
 
 
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".ts": "mpegts"}
+"""Output suffixes the writer accepts and the FFmpeg muxer each one gets (all of them hold H.264)."""
+
+
+def check_output(path: str | Path) -> Path:
+    """Check, before any work, that a video can be written to ``path``: a known container suffix (see
+    :data:`CONTAINERS`), not a folder, and a folder that exists (or can be created) and is writable.
+    Returns the path; ValueError naming it and what is wrong otherwise. Creates nothing."""
+    path = Path(path)
+    if path.suffix.lower() not in CONTAINERS:
+        got = repr(path.suffix) if path.suffix else "(no suffix)"
+        raise ValueError(f"{path}: unsupported video container {got}; use one of {', '.join(CONTAINERS)}")
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a video file")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"{path}: cannot create its folder, {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{path}: folder {folder} is not writable")
+    return path
+
+
+def frame_rate(fps: float | Fraction) -> Fraction:
+    """The exact rational rate to encode at: a Fraction (or int) is kept as it is (denominators above 65535
+    approximated), a float becomes the nearest fraction with a denominator of at most 1001 (29.97002997 ->
+    30000/1001, 12.5 -> 25/2). ValueError for a rate that is not a positive finite number."""
+    try:
+        value = float(fps)
+    except (TypeError, ValueError):
+        raise ValueError(f"fps must be a number, got {fps!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"fps must be a positive finite number, got {fps!r}")
+    rate = Fraction(fps) if isinstance(fps, Rational) else Fraction(value).limit_denominator(1001)
+    if rate.denominator > 65535:
+        rate = rate.limit_denominator(65535)
+    if rate <= 0:
+        raise ValueError(f"fps {fps!r} is too small to encode (at least 1/1001)")
+    return rate
+
+
 PRESET = "veryfast"  # libx264 preset of the writer: real-time, about half the CPU of x264's own default, "medium"
 
 
 class VideoWriter:
     """H.264 (or MPEG-4 where libx264 is missing) writer; the file appears atomically on close.
 
+    The container comes from the suffix (:data:`CONTAINERS`), checked with the folder and ``fps`` when the writer is
+    made (:func:`check_output`, :func:`frame_rate`); a missing folder is created. ``fps`` is kept exact: pass the
+    source's :attr:`VideoSource.rate` (e.g. ``Fraction(30000, 1001)``) and the output has the same average rate.
     ``preset``: the libx264 speed/size trade-off (``ultrafast`` ... ``veryslow``); the default, ``veryfast``, costs
     ~2.2 ms of one core per 360x640 frame against ~4.5 ms for x264's ``medium``. ``threads``: encoder threads, 0 for
     the codec's choice (x264: 1.5 per core, plus lookahead), 1 to encode in the calling thread.
     """
 
-    def __init__(self, path: str | Path, fps: float, width: int, height: int, *, preset: str | None = PRESET,
-                 threads: int = 0) -> None:
+    def __init__(self, path: str | Path, fps: float | Fraction, width: int, height: int, *,
+                 preset: str | None = PRESET, threads: int = 0) -> None:
         import av
 
         if int(threads) < 0:
             raise ValueError(f"encoder threads must be >= 0, got {threads}")
-        self.path = Path(path)
+        self.path = check_output(path)
+        self.rate = frame_rate(fps)
+        if int(width) < 2 or int(height) < 2:
+            raise ValueError(f"{self.path}: frames must be at least 2x2 to encode, got {height}x{width}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(f".{self.path.stem}.tmp{self.path.suffix}")
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         options = {"threads": str(int(threads))}
         if codec == "libx264" and preset:
             options["preset"] = preset
-        self._container = av.open(str(self._tmp), mode="w")
-        self._stream = self._container.add_stream(codec, rate=round(fps), options=options)
-        self._stream.width, self._stream.height = width - width % 2, height - height % 2
-        self._stream.pix_fmt = "yuv420p"
+        self._container = av.open(str(self._tmp), mode="w", format=CONTAINERS[self.path.suffix.lower()])
+        try:
+            self._stream = self._container.add_stream(codec, rate=self.rate, options=options)
+            self._stream.width, self._stream.height = int(width) - int(width) % 2, int(height) - int(height) % 2
+            self._stream.pix_fmt = "yuv420p"
+        except BaseException:
+            self._container.close()
+            self._tmp.unlink(missing_ok=True)
+            raise
         self.frames = 0
 
     def write(self, frame: np.ndarray) -> None:
@@ -174,6 +247,7 @@ class VideoWriter:
         vf = av.VideoFrame(w, h, "yuv420p")
         planes = [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width] for p in vf.planes]
         ops.rgb_to_yuv420p(np.ascontiguousarray(frame[:h, :w]), *planes)
+        vf.pts, vf.time_base = self.frames, 1 / self.rate  # one tick per frame: the exact rate
         for packet in self._stream.encode(vf):
             self._container.mux(packet)
         self.frames += 1
@@ -193,12 +267,29 @@ class VideoWriter:
         self.close()
 
 
+def check_max_frames(max_frames: int | None) -> int | None:
+    """``max_frames`` as an int >= 1, or None for no limit; ValueError otherwise."""
+    if max_frames is None:
+        return None
+    if isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer)) or max_frames < 1:
+        raise ValueError(f"max_frames must be an integer >= 1 (or None for every frame), got {max_frames!r}")
+    return int(max_frames)
+
+
 def segment_video(predictor: object, src: str | Path, out: str | Path | None = None, alpha: float = 0.5,
-                  fps: float = 15.0, max_frames: int | None = None) -> LatencyStats:
-    """Segment every frame of ``src``; write an overlay video to ``out``. Returns per-stage latency."""
+                  fps: float | Fraction | None = None, max_frames: int | None = None) -> LatencyStats:
+    """Segment every frame of ``src``; write an overlay video to ``out`` (at ``fps``, by default the source's
+    rate). Returns per-stage latency."""
+    max_frames = check_max_frames(max_frames)
+    if out is not None:
+        check_output(out)
+    if fps is not None:
+        frame_rate(fps)
     stats = LatencyStats()
     writer = None
-    frames = read_frames(src)
+    source = open_source(src)
+    fps = source.rate if fps is None else fps
+    frames = iter(source)
     try:
         while True:
             t0 = time.perf_counter()
@@ -217,6 +308,7 @@ def segment_video(predictor: object, src: str | Path, out: str | Path | None = N
             stats.add(decode=(t1 - t0) * 1e3, **predictor.timings, draw_encode=(t3 - t2) * 1e3,
                       total=(t3 - t0) * 1e3)
     finally:
+        source.close()
         if writer is not None:
             writer.close()
     return stats
