@@ -4,7 +4,9 @@ Stages are joined by bounded queues, so a slow stage applies back-pressure inste
 native kernels, FFmpeg and ONNX Runtime release the GIL, so the stages really overlap. Live sources (cameras,
 streams) keep only the newest decoded frame waiting: when inference falls behind, stale frames are dropped and
 latency stays bounded. Files are processed completely. Whatever happens (end of input, a truncated file, an error
-in a stage, Ctrl-C), the writer is closed so the output holds every frame processed so far.
+in a stage, Ctrl-C), the writer is closed so the output holds every frame processed so far, and
+:attr:`VideoPipeline.last_report` holds what was measured up to then (with ``error`` set when a stage failed).
+The output path, ``max_frames`` and ``alpha`` are checked when the pipeline is made, before any frame is inferred.
 
 Threads (:class:`StageThreads`): the stages already run in parallel with each other, so by default every stage
 but inference runs single-threaded (the decoder, the native kernels, the encoder, with x264's real-time ``veryfast``
@@ -25,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,7 @@ import numpy as np
 
 from engine.fileio import write_atomic
 from engine.predictor import Predictor
-from engine.video import PRESET, VideoSource, VideoWriter
+from engine.video import PRESET, VideoSource, VideoWriter, check_max_frames, check_output
 
 STAGES = ("decode", "pre", "infer", "post", "encode")
 _END = object()
@@ -49,7 +52,12 @@ def summarize(samples: list[float]) -> dict[str, float]:
 
 @dataclass
 class PipelineReport:
-    """What a pipeline run did: frame counts, wall time, throughput and per-stage latency (ms)."""
+    """What a pipeline run did: frame counts, wall time, throughput and per-stage latency (ms).
+
+    ``input_error``: the input ended early (truncated or corrupt) and the run stopped there, keeping every frame
+    before it. ``error``: a stage failed (``"RuntimeError: ..."``); the run re-raised it, and this report (from
+    :attr:`VideoPipeline.last_report`) covers the frames written before it.
+    """
 
     source: str
     output: str | None
@@ -60,6 +68,7 @@ class PipelineReport:
     stages_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     stage_fps: dict[str, float] = field(default_factory=dict)
     input_error: str | None = None
+    error: str | None = None
 
     def table(self) -> str:
         """A markdown table of per-stage latency, then throughput."""
@@ -108,7 +117,7 @@ class StageThreads:
         if set_threads is not None:
             set_threads(self.decode)
 
-    def writer(self, path: str | Path, fps: float, width: int, height: int) -> VideoWriter:
+    def writer(self, path: str | Path, fps: float | Fraction, width: int, height: int) -> VideoWriter:
         """A :class:`VideoWriter` with these encoder settings."""
         return VideoWriter(path, fps, width, height, preset=self.preset, threads=self.encode)
 
@@ -122,7 +131,18 @@ class VideoPipeline:
 
     ``on_frame(overlay)`` (called from the main thread) can show frames; ``progress`` draws a tqdm bar
     for files; ``threads`` sets the threads of the stages around inference (see :class:`StageThreads`). Use
-    :meth:`run`; it returns a :class:`PipelineReport` and re-raises the first stage error.
+    :meth:`run`; it returns a :class:`PipelineReport` and re-raises the first stage error. Either way the report
+    is also left in :attr:`last_report`, so a caller can save the per-stage stats of a failed run too::
+
+        pipe = VideoPipeline(predictor, source, "out.mp4")
+        try:
+            report = pipe.run()
+        finally:
+            if pipe.last_report is not None:
+                pipe.last_report.save("out.stats.json")
+
+    The output is checked here, before any work (:func:`engine.video.check_output`: a known container suffix, a
+    writable folder, not the input file itself), and ``max_frames`` must be >= 1 or None.
     """
 
     def __init__(self, predictor: Predictor, source: VideoSource, output: str | Path | None = None,
@@ -131,6 +151,12 @@ class VideoPipeline:
                  threads: StageThreads | None = None) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        max_frames = check_max_frames(max_frames)
+        if output is not None:
+            check_output(output)
+            inp = Path(str(source.name))
+            if not source.live and inp.is_file() and Path(output).resolve() == inp.resolve():
+                raise ValueError(f"{output}: is the input video itself; write the overlay to another file")
         self.threads = threads or StageThreads()
         self.p, self.source, self.output = predictor, source, output
         self.alpha, self.max_frames, self.on_frame, self.progress = alpha, max_frames, on_frame, progress
@@ -144,6 +170,7 @@ class VideoPipeline:
         self.dropped = 0
         self.written = 0
         self.writer: VideoWriter | None = None
+        self.last_report: PipelineReport | None = None
 
     # -- queue helpers ---------------------------------------------------------------------------------------------
     def _cancelled(self, stage: int) -> bool:
@@ -283,8 +310,8 @@ class VideoPipeline:
                 t0 = time.perf_counter()
                 if self.output is not None:
                     if self.writer is None:
-                        self.writer = self.threads.writer(self.output, self.source.fps, shown.shape[1],
-                                                          shown.shape[0])
+                        rate = getattr(self.source, "rate", None) or self.source.fps  # exact where known
+                        self.writer = self.threads.writer(self.output, rate, shown.shape[1], shown.shape[0])
                     self.writer.write(shown)
                 t1 = time.perf_counter()
                 if self.on_frame is not None:  # the display shows the newest frame: replace an unshown one
@@ -308,7 +335,8 @@ class VideoPipeline:
 
     # -- driver ----------------------------------------------------------------------------------------------------
     def run(self) -> PipelineReport:
-        """Run to the end of the source (or ``max_frames``, or an error / Ctrl-C); always closes the output."""
+        """Run to the end of the source (or ``max_frames``, or an error / Ctrl-C); always closes the output and
+        sets :attr:`last_report`, also when it re-raises a stage error."""
         fns = (self._decode, self._pre, self._infer, self._post, self._encode)
         threads = [threading.Thread(target=self._stage(fn, i), name=f"segrt-{name}", daemon=True)
                    for i, (name, fn) in enumerate(zip(STAGES, fns))]
@@ -331,8 +359,12 @@ class VideoPipeline:
         finally:
             for t in threads:
                 t.join(timeout=30)
-            if self.writer is not None:
-                self.writer.close()
+            try:
+                if self.writer is not None:
+                    self.writer.close()
+            except Exception as e:  # noqa: BLE001 - a failed flush is re-raised like a stage error, stats kept
+                self.errors.append(e)
+            self.last_report = self.report(time.perf_counter() - t0)
         if self.on_frame is not None and not self.errors and self._cut == 0:
             last = None  # frames encoded after the display loop's last look: show the newest of them
             while True:
@@ -342,8 +374,7 @@ class VideoPipeline:
                     break
             if last is not None:
                 self.on_frame(last)
-        wall = time.perf_counter() - t0
-        report = self.report(wall)
+        self.last_report = report = self.report(time.perf_counter() - t0)
         if self.errors:
             raise self.errors[0]
         return report
@@ -355,7 +386,8 @@ class VideoPipeline:
         return PipelineReport(source=self.source.name, output=None if self.output is None else str(self.output),
                               frames=self.written, dropped=self.dropped, wall_s=wall,
                               fps=self.written / wall if wall > 0 else 0.0, stages_ms=stages, stage_fps=stage_fps,
-                              input_error=self.source.error)
+                              input_error=self.source.error,
+                              error=f"{type(self.errors[0]).__name__}: {self.errors[0]}" if self.errors else None)
 
 
 def run_video(predictor: Predictor, source: VideoSource, output: str | Path | None = None, **kw: Any) -> PipelineReport:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -186,3 +187,73 @@ def test_writer_preset_and_threads(tmp_path: Path) -> None:
     next(it)
     source.set_threads(0)  # too late once decoding started: ignored, not an error
     assert len(list(it)) == 2
+
+
+def test_truncated_mp4_reports_input_error_and_keeps_frames(tmp_path: Path, tiny_onnx, capsys) -> None:
+    from tests.test_video import write_faststart_mp4
+
+    packets = write_faststart_mp4(tmp_path / "full.mp4", n=30)
+    pos, size = packets[15]
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes((tmp_path / "full.mp4").read_bytes()[: pos + size // 2])  # index intact, data cut in frame 15
+    out = tmp_path / "out.mp4"
+    report = run_video(engine.Predictor(tiny_onnx[0]), open_source(cut), out)
+    assert report.input_error is not None and "cut.mp4: decoding stopped early" in report.input_error
+    assert report.frames == 15 and report.error is None  # every whole frame, none of the cut one
+    assert len(list(read_frames(out))) == report.frames and not list(tmp_path.glob(".*tmp*"))
+    assert main(["video", str(cut), "-m", str(tiny_onnx[0]), "-o", str(tmp_path / "cli.mp4"), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: " in err and "decoding stopped early" in err and "15 frames" in err
+    assert json.loads((tmp_path / "cli.stats.json").read_text())["input_error"] == report.input_error
+    assert len(list(read_frames(tmp_path / "cli.mp4"))) == 15
+
+
+def test_output_and_max_frames_are_checked_before_inference(tmp_path: Path, tiny_onnx, capsys) -> None:
+    src = write_video(tmp_path / "in.mp4", n=3)
+    backend = SlowBackend()
+    p = engine.Predictor(backend)
+    with pytest.raises(ValueError, match=r"out.xyz: unsupported video container '.xyz'; use one of .mp4"):
+        VideoPipeline(p, open_source(src), tmp_path / "out.xyz")
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(ValueError, match="file.txt is not a folder"):
+        VideoPipeline(p, open_source(src), tmp_path / "file.txt" / "out.mp4")
+    with pytest.raises(ValueError, match="is the input video itself"):
+        VideoPipeline(p, open_source(src), tmp_path / "." / "in.mp4")
+    for bad in (0, -1, 2.5, "3"):
+        with pytest.raises(ValueError, match=r"max_frames must be an integer >= 1 \(or None"):
+            VideoPipeline(p, open_source(src), tmp_path / "out.mp4", max_frames=bad)
+    assert backend.calls == 0 and len(list(read_frames(src))) == 3
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["file.txt", "in.mp4", "tiny.onnx"]
+    assert main(["video", str(src), "-m", str(tiny_onnx[0]), "-o", str(tmp_path / "o.xyz"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "o.xyz: unsupported video container" in err and "Could not determine" not in err
+
+
+def test_output_keeps_the_source_rate(tmp_path: Path, tiny_onnx) -> None:
+    import av
+
+    for rate in (Fraction(30000, 1001), Fraction(25, 2)):
+        with VideoWriter(tmp_path / "in.mkv", rate, 64, 48) as vw:
+            for _ in range(4):
+                vw.write(np.zeros((48, 64, 3), np.uint8))
+        source = open_source(tmp_path / "in.mkv")
+        assert source.rate == rate
+        run_video(engine.Predictor(tiny_onnx[0]), source, tmp_path / "out.mp4")
+        with av.open(str(tmp_path / "out.mp4")) as c:
+            assert c.streams.video[0].average_rate == rate  # was round(fps): 30 and 12 (or 13)
+
+
+def test_failed_run_leaves_a_partial_report(tmp_path: Path) -> None:
+    src = write_video(tmp_path / "in.mp4", n=10)
+    pipe = VideoPipeline(engine.Predictor(SlowBackend(fail_at=5)), open_source(src), tmp_path / "out.mp4")
+    assert pipe.last_report is None
+    with pytest.raises(RuntimeError, match="exploded"):
+        pipe.run()
+    report = pipe.last_report
+    assert report is not None and report.frames == 4 and report.error == "RuntimeError: backend exploded"
+    assert report.stages_ms["infer"]["median"] > 0 and report.stages_ms["encode"]["median"] > 0
+    saved = json.loads(report.save(tmp_path / "stats.json").read_text())
+    assert saved["frames"] == 4 and saved["error"] == "RuntimeError: backend exploded"
+    assert len(list(read_frames(tmp_path / "out.mp4"))) == 4
+    ok = VideoPipeline(engine.Predictor(SlowBackend()), open_source(src))
+    assert ok.run() is ok.last_report and ok.last_report.error is None and ok.last_report.frames == 10
