@@ -1,12 +1,21 @@
-"""``segrt predict``: images, folders or globs -> palette-indexed label PNGs, overlays and score maps."""
+"""``segrt predict``: images, folders or globs -> palette-indexed label PNGs, overlays and score maps.
+
+Outputs mirror the inputs' layout (see :func:`plan_outputs`): an image at ``REL`` (its path relative to the folder
+given, to the non-magic base of the glob given, or just its name when named itself) gets its labels at
+``OUT/REL.png`` (``REL`` without its suffix), its overlay at ``OUT/overlays/REL.jpg`` (or ``.png``) and its score
+map at ``OUT/scores/REL.npy``. Images whose ``REL`` differ only by suffix (``a.jpg``, ``a.png``) keep it
+(``OUT/a.jpg.png``, ``OUT/a.png.png``). Any two outputs that would still share a path, or an output that would
+overwrite an input, are a ValueError before any image is read.
+"""
 
 from __future__ import annotations
 
 import glob
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 
@@ -14,6 +23,7 @@ from engine.fileio import atomic_path
 from engine.predictor import Predictor
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".gif")
+OVERLAYS, SCORES = "overlays", "scores"  # sibling folders of the label PNGs in OUT
 
 
 @dataclass
@@ -29,30 +39,106 @@ class PredictReport:
         return not self.failed
 
 
-def collect_inputs(specs: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Expand files, folders (recursively, image suffixes only) and glob patterns; also return what was missing."""
-    files: list[Path] = []
+def _glob_base(pattern: str) -> Path:
+    """The leading folders of a glob pattern that hold no wildcard (``imgs/**/*.png`` -> ``imgs``)."""
+    parts = Path(pattern).parts
+    fixed = parts[: next((i for i, p in enumerate(parts) if glob.has_magic(p)), len(parts))]
+    return Path(*fixed) if fixed else Path(".")
+
+
+def _relative(f: Path, base: Path) -> PurePath:
+    rel = PurePath(os.path.relpath(f, base))
+    return rel if rel.parts and ".." not in rel.parts and not rel.is_absolute() else PurePath(f.name)
+
+
+def _expand(specs: Iterable[str | Path], skip: Path | None = None
+            ) -> tuple[list[tuple[Path, PurePath]], list[tuple[str, str]]]:
+    """(file, path relative to its input) for every image of ``specs``, and the specs that matched nothing.
+    Folder walks skip the folder ``skip`` when it lies inside theirs (the output folder: earlier outputs are
+    not inputs)."""
+    found: list[tuple[Path, PurePath]] = []
     missing: list[tuple[str, str]] = []
     for spec in specs:
         text = str(spec)
         p = Path(text)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-            files += found
-            if not found:
+            inner = skip if skip is not None and skip != p.resolve() and skip.is_relative_to(p.resolve()) else None
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                           and not (inner is not None and f.resolve().is_relative_to(inner)))
+            found += [(f, f.relative_to(p)) for f in files]
+            if not files:
                 missing.append((text, "folder holds no images"))
         elif p.is_file():
-            files.append(p)  # named explicitly: try it whatever its suffix
+            found.append((p, PurePath(p.name)))  # named explicitly: try it whatever its suffix
         elif glob.has_magic(text):
-            found = sorted(Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file())
-            files += found
-            if not found:
+            base = _glob_base(text)
+            files = sorted(Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file())
+            found += [(f, _relative(f, base)) for f in files]
+            if not files:
                 missing.append((text, "no file matches the pattern"))
         else:
             missing.append((text, "no such file or folder"))
-    seen: set[Path] = set()
-    unique = [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]  # type: ignore[func-returns-value]
-    return unique, missing
+    # a file reached through several inputs is processed once, at the deepest of its relative paths (ties: the
+    # first in sort order), so where it goes does not depend on the order of the inputs
+    best: dict[Path, tuple[Path, PurePath]] = {}
+    order: list[Path] = []
+    for f, rel in found:
+        key = f.resolve()
+        if key not in best:
+            order.append(key)
+            best[key] = (f, rel)
+        elif (-len(rel.parts), str(rel)) < (-len(best[key][1].parts), str(best[key][1])):
+            best[key] = (f, rel)
+    return [best[k] for k in order], missing
+
+
+def collect_inputs(specs: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expand files, folders (recursively, image suffixes only) and glob patterns; also return what was missing."""
+    found, missing = _expand(specs)
+    return [f for f, _ in found], missing
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """Where the outputs of one input image go (``overlay`` / ``scores`` None when not asked for)."""
+
+    source: Path
+    labels: Path
+    overlay: Path | None = None
+    scores: Path | None = None
+
+
+def plan_outputs(specs: Iterable[str | Path], out_dir: str | Path, *, overlay_ext: str | None = None,
+                 scores: bool = False) -> tuple[list[OutputPlan], list[tuple[str, str]]]:
+    """The output paths of every input image (see the module docstring for the layout), and the specs that matched
+    nothing. ValueError, naming both inputs, when two outputs would share a path or an output is an input."""
+    out = Path(out_dir)
+    found, missing = _expand(specs, skip=out.resolve() if out.is_dir() else None)
+    stems: dict[PurePath, list[PurePath]] = {}
+    for _, rel in found:
+        stems.setdefault(rel.with_suffix(""), []).append(rel)
+    plans = []
+    for f, rel in found:
+        stem = rel if len({r.suffix for r in stems[rel.with_suffix("")]}) > 1 else rel.with_suffix("")
+        plans.append(OutputPlan(f, out / f"{stem}.png",
+                                out / OVERLAYS / f"{stem}.{overlay_ext}" if overlay_ext else None,
+                                out / SCORES / f"{stem}.npy" if scores else None))
+    inputs = {pl.source.resolve(): pl.source for pl in plans}
+    owner: dict[Path, Path] = {}
+    for pl in plans:
+        for target in (pl.labels, pl.overlay, pl.scores):
+            if target is None:
+                continue
+            key = target.resolve()
+            if key in inputs:
+                what = "that input itself" if inputs[key] == pl.source else f"the input {inputs[key]}"
+                raise ValueError(f"{target}: the outputs of {pl.source} would overwrite {what}; choose another "
+                                 "output folder")
+            if key in owner:
+                raise ValueError(f"{owner[key]} and {pl.source} would both be written to {target}; rename one, or "
+                                 "give their common folder as the input (outputs mirror its layout)")
+            owner[key] = pl.source
+    return plans, missing
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -97,23 +183,13 @@ def save_label_png(path: Path, labels: np.ndarray, palette: np.ndarray) -> None:
     _atomic_save(path, lambda t: im.save(t, format="PNG"))
 
 
-def _out_names(files: Sequence[Path]) -> list[str]:
-    """One output stem per input, made unique by a numeric suffix where two inputs share a name."""
-    used: dict[str, int] = {}
-    names = []
-    for f in files:
-        n = used.get(f.stem, 0)
-        used[f.stem] = n + 1
-        names.append(f.stem if n == 0 else f"{f.stem}_{n}")
-    return names
-
-
 def predict_files(predictor: Predictor, inputs: Sequence[str | Path], out_dir: str | Path, *,
                   overlay: bool = False, overlay_format: str = "jpg", scores: bool = False, batch: int = 1,
                   alpha: float = 0.5, progress: bool = True) -> PredictReport:
-    """Segment every input image and write ``OUT/<name>.png`` (+ ``_overlay.jpg``, ``_scores.npy`` float16).
-
-    Unreadable inputs are skipped and listed in the report; the run goes on with the others.
+    """Segment every input image into ``OUT/REL.png``, with ``overlay`` also ``OUT/overlays/REL.jpg`` (or ``.png``),
+    with ``scores`` also ``OUT/scores/REL.npy`` (the winning logit, float16); ``REL`` mirrors the input's path
+    (module docstring, :func:`plan_outputs`). Clashing outputs are a ValueError before any image is read;
+    unreadable inputs are skipped and listed in the report, and the run goes on with the others.
     """
     from PIL import Image
     from tqdm import tqdm
@@ -122,43 +198,40 @@ def predict_files(predictor: Predictor, inputs: Sequence[str | Path], out_dir: s
         raise ValueError(f"overlay format must be jpg or png, got {overlay_format!r}")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    files, report_missing = collect_inputs(inputs)
-    report = PredictReport(failed=list(report_missing))
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output {out} exists and is not a folder")
+    fmt = "PNG" if overlay_format.lower() == "png" else "JPEG"
+    plans, report_missing = plan_outputs(inputs, out, overlay_ext=("png" if fmt == "PNG" else "jpg") if overlay
+                                         else None, scores=scores)
+    report = PredictReport(failed=list(report_missing))
     out.mkdir(parents=True, exist_ok=True)
     palette = predictor.palette
-    names = _out_names(files)
-    bar = tqdm(total=len(files), unit="img", disable=not progress, file=sys.stderr)
-    for s in range(0, len(files), batch):
-        chunk: list[tuple[Path, str, np.ndarray]] = []
-        for f, name in zip(files[s:s + batch], names[s:s + batch]):
+    bar = tqdm(total=len(plans), unit="img", disable=not progress, file=sys.stderr)
+    for s in range(0, len(plans), batch):
+        chunk: list[tuple[OutputPlan, np.ndarray]] = []
+        for plan in plans[s:s + batch]:
             try:
-                chunk.append((f, name, load_image(f)))
+                chunk.append((plan, load_image(plan.source)))
             except (ValueError, FileNotFoundError) as e:
-                report.failed.append((str(f), str(e)))
+                report.failed.append((str(plan.source), str(e)))
                 bar.update(1)
         if not chunk:
             continue
-        results = predictor.run_batch([c[2] for c in chunk], return_scores=scores)
-        for (f, name, img), res in zip(chunk, results):
+        results = predictor.run_batch([c[1] for c in chunk], return_scores=scores)
+        for (plan, img), res in zip(chunk, results):
             labels, score = res if scores else (res, None)
-            target = out / f"{name}.png"
             try:
-                save_label_png(target, labels, palette)
-                if overlay:
+                save_label_png(plan.labels, labels, palette)
+                if plan.overlay is not None:
                     shown = Image.fromarray(predictor.overlay(img, labels, alpha))
-                    fmt = "PNG" if overlay_format.lower() == "png" else "JPEG"
-                    ov = out / f"{name}_overlay.{'png' if fmt == 'PNG' else 'jpg'}"
-                    _atomic_save(ov, lambda t, im=shown, fmt=fmt: im.save(t, format=fmt, quality=92))
-                if score is not None:
-                    sp = out / f"{name}_scores.npy"
-                    _atomic_save(sp, lambda t, a=score: _save_npy(t, a.astype(np.float16)))
+                    _atomic_save(plan.overlay, lambda t, im=shown: im.save(t, format=fmt, quality=92))
+                if plan.scores is not None and score is not None:
+                    _atomic_save(plan.scores, lambda t, a=score: _save_npy(t, a.astype(np.float16)))
             except OSError as e:
-                report.failed.append((str(f), f"cannot write output: {e}"))
+                report.failed.append((str(plan.source), f"cannot write output: {e}"))
             else:
-                report.written.append(target)
+                report.written.append(plan.labels)
             bar.update(1)
     bar.close()
     return report

@@ -51,17 +51,19 @@ def test_predict_writes_outputs(tmp_path: Path, images: Path) -> None:
     rc = main(["predict", str(images), "-m", str(model), "-o", str(out), "--overlay", "--scores", "--batch", "2",
                "-q"])
     assert rc == 0
-    names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(f"{s}{e}" for s in ("a", "b", "grey", "rgba")
-                           for e in (".png", "_overlay.jpg", "_scores.npy"))
+    names = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    rels = ("a", "rgba", "sub/b", "sub/grey")  # the input folder's layout, mirrored
+    assert names == sorted([f"{r}.png" for r in rels] + [f"overlays/{r}.jpg" for r in rels]
+                           + [f"scores/{r}.npy" for r in rels])
     lab = Image.open(out / "a.png")
     assert lab.mode == "P" and lab.size == (40, 30)
     assert lab.getpalette()[:9] == [10, 20, 30, 40, 50, 60, 70, 80, 90]
     p = engine.Predictor(model)
     assert np.array_equal(np.asarray(lab), p.run(load_image(images / "a.jpg")))
-    scores = np.load(out / "a_scores.npy")
+    assert np.array_equal(np.asarray(Image.open(out / "sub" / "b.png")), p.run(load_image(images / "sub" / "b.png")))
+    scores = np.load(out / "scores" / "a.npy")
     assert scores.dtype == np.float16 and scores.shape == (30, 40)
-    assert Image.open(out / "a_overlay.jpg").size == (40, 30)
+    assert Image.open(out / "overlays" / "a.jpg").size == (40, 30)
     rc = main(["predict", str(images / "a.jpg"), "-m", str(model), "-o", str(out), "--palette", "cityscapes", "-q"])
     assert rc == 0 and Image.open(out / "a.png").getpalette()[:3] == [128, 64, 128]
 
