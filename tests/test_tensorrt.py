@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from engine import ops
 from engine.backends import open_backend
@@ -34,7 +33,6 @@ from engine.build import (
     validate_options,
     write_sidecar,
 )
-from engine.calibration import CalibrationData
 from engine.metadata import ModelMeta
 from engine.plugins import ENV_VAR, LIBRARY_NAME, load_plugins, plugin_library_path
 from tests.conftest import make_tiny_onnx
@@ -179,56 +177,6 @@ def test_sidecar_errors(tmp_path: Path) -> None:
     good.write_bytes(b"a different plan")
     with pytest.raises(ValueError, match="does not describe.*rebuild"):
         read_sidecar(good)
-
-
-# ---- INT8 calibration data ----------------------------------------------------------------------------------------
-
-def _images(folder: Path, n: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(1)
-    imgs = []
-    for i in range(n):
-        img = rng.integers(0, 256, (20 + i, 30 + 2 * i, 3), dtype=np.uint8)
-        sub = folder / ("sub" if i % 2 else "")
-        sub.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(sub / f"img{i:02d}.png")
-        imgs.append(img)
-    (folder / "notes.txt").write_text("not an image")
-    return imgs
-
-
-@pytest.mark.parametrize("input_size", [None, (24, 40)])
-def test_calibration_batches_match_predictor_preprocessing(tmp_path: Path, input_size: tuple[int, int] | None) -> None:
-    imgs = _images(tmp_path / "calib", 5)
-    meta = ModelMeta(classes=["a", "b"], mean=(10.0, 20.0, 30.0), std=(50.0, 60.0, 70.0), input_size=input_size)
-    data = CalibrationData(tmp_path / "calib", meta, (2, 3, 16, 32))
-    oh, ow = input_size or (16, 32)
-    assert len(data) == 3 and data.size == (oh, ow)
-    batches = list(data.batches())
-    assert [b.shape for b in batches] == [(2, 3, oh, ow)] * 3 and all(b.dtype == np.float32 for b in batches)
-    order = [0, 2, 4, 1, 3]  # sorted paths: img00, img02, img04, sub/img01, sub/img03
-    got = np.concatenate(batches)
-    for k, i in enumerate(order):
-        ref = ops.preprocess(imgs[i], oh, ow, meta.mean, meta.std, align_corners=meta.align_corners)
-        np.testing.assert_array_equal(got[k], ref[0])
-    np.testing.assert_array_equal(got[5], got[4])  # the last batch is padded by repetition
-
-
-def test_calibration_cache_and_errors(tmp_path: Path) -> None:
-    _images(tmp_path / "calib", 1)
-    cache = tmp_path / "out" / "m.plan.calib"
-    data = CalibrationData(tmp_path / "calib", ModelMeta(), (1, 3, 8, 8), cache_path=cache)
-    assert data.read_cache() is None
-    data.write_cache(memoryview(b"TRT-calibration-table"))
-    assert cache.read_bytes() == b"TRT-calibration-table" and data.read_cache() == b"TRT-calibration-table"
-    assert CalibrationData(tmp_path / "calib", ModelMeta(), (1, 3, 8, 8)).read_cache() is None
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="holds no images"):
-        CalibrationData(tmp_path / "empty", ModelMeta(), (1, 3, 8, 8))
-    with pytest.raises(FileNotFoundError, match="calibration folder not found"):
-        CalibrationData(tmp_path / "nope", ModelMeta(), (1, 3, 8, 8))
-    (tmp_path / "calib" / "broken.png").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="broken.png cannot be read"):
-        list(CalibrationData(tmp_path / "calib", ModelMeta(), (1, 3, 8, 8)).batches())
 
 
 # ---- plugin library, CUDA runtime, backend routing -----------------------------------------------------------------
