@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import ctypes
 import os
+import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 LIBRARY_NAME = "libsegrt_trt_plugins.so"
 ENV_VAR = "SEGRT_TRT_PLUGINS"
+ONNX_DOMAIN = "segrt"
+# The plugin creators the library registers. TensorRT's ONNX parser looks a node up by its op_type (it ignores the
+# domain), so a node of one of these types, in any domain, needs the library; so does any node of domain "segrt".
+PLUGIN_OPS = ("CrissCrossAttention", "ResizeArgmax")
 
 _LOADED: dict[Path, ctypes.CDLL] = {}
 
@@ -52,3 +58,27 @@ def plugins_available(path: str | Path | None = None) -> bool:
     """True when the plugin library file exists (it is not loaded)."""
     p = Path(path) if path is not None else plugin_library_path()
     return p.is_file()
+
+
+def plugin_ops(nodes: Iterable[tuple[str, str]]) -> list[str]:
+    """The sorted op types among ``(domain, op_type)`` pairs that need the plugin library (see :data:`PLUGIN_OPS`)."""
+    return sorted({op for domain, op in nodes if op in PLUGIN_OPS or domain == ONNX_DOMAIN})
+
+
+def ensure_plugins(needed_ops: Sequence[str], reason: str, what: str) -> ctypes.CDLL | None:
+    """Load the plugin library for ``what`` (a model or plan) the same way for the builder and the backend.
+
+    When ``needed_ops`` is non-empty the library is required: a missing or unloadable library raises
+    FileNotFoundError / OSError that starts with ``reason`` (which names the ops) and names the library. Otherwise
+    the library is loaded when its file exists, and a broken one only warns: ``what`` does not need it.
+    Returns the loaded library, or None.
+    """
+    if not needed_ops and not plugins_available():
+        return None
+    try:
+        return load_plugins()
+    except (FileNotFoundError, OSError) as e:
+        if needed_ops:
+            raise type(e)(f"{reason}, but the plugin library cannot be loaded: {e}") from None
+        warnings.warn(f"segrt TensorRT plugins not loaded ({e}); {what} does not need them", stacklevel=3)
+        return None

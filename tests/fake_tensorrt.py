@@ -2,12 +2,15 @@
 
 The fake engine computes the tiny test network of tests/conftest.make_tiny_onnx (1x1 conv + 2x2 average pool) on
 "device" memory that is plain host memory, and checks input shapes against the plan's profile like TensorRT.
+FakeCuda keeps CUDA's current device per host thread and records which device each call ran on. The fake builder
+(Builder, OnnxParser, builder config, profiles, timing cache, calibration) is in tests/fake_trt_builder.py.
 """
 
 from __future__ import annotations
 
 import ctypes
 import enum
+import threading
 import types
 from pathlib import Path
 
@@ -21,25 +24,44 @@ VERSION = "10.16.1"
 
 
 class FakeCuda:
-    """engine.cudart.CudaRuntime over host memory; records pinned allocations."""
+    """engine.cudart.CudaRuntime over host memory; records pinned allocations, set_device calls per thread and the
+    current device of the calling thread at every allocation, copy, sync and execution (``ops``)."""
 
     def __init__(self, cc: str = "9.0", devices: int = 1, pinned: bool = True) -> None:
         self.cc, self.devices, self.pinned = cc, devices, pinned
         self.mem: dict[int, bytearray] = {}
         self.host: dict[int, ctypes.Array] = {}
         self.freed: list[int] = []
+        self._tls = threading.local()
+        self.set_device_calls: list[tuple[str, int]] = []  # (thread name, device)
+        self.ops: list[tuple[str, str, int]] = []  # (call, thread name, current device)
+        self._next = 0
+
+    def _op(self, name: str) -> None:
+        self.ops.append((name, threading.current_thread().name, self.current_device()))
 
     def device_count(self) -> int:
         return self.devices
 
     def set_device(self, index: int) -> None:
-        assert index < self.devices
+        if not 0 <= index < self.devices:
+            raise RuntimeError(f"CUDA cudaSetDevice({index}) failed: invalid device ordinal")
+        self._tls.device = index
+        self.set_device_calls.append((threading.current_thread().name, index))
+
+    def current_device(self) -> int:
+        return getattr(self._tls, "device", 0)  # like CUDA: a new thread starts on device 0
 
     def compute_capability(self, index: int | None = None) -> str:
         return self.cc
 
+    def device_name(self, index: int | None = None) -> str:
+        return "Fake GPU"
+
     def malloc(self, nbytes: int) -> int:
-        ptr = 0x1000 * (len(self.mem) + 1)
+        self._op("malloc")
+        self._next += 1
+        ptr = 0x1000 * self._next
         self.mem[ptr] = bytearray(max(1, nbytes))
         return ptr
 
@@ -51,25 +73,31 @@ class FakeCuda:
         return ctypes.addressof(buf)
 
     def free(self, ptr: int) -> None:
+        self._op("free")
         self.freed.append(ptr)
 
     def free_host(self, ptr: int) -> None:
         self.freed.append(ptr)
 
     def stream(self) -> int:
+        self._op("stream")
         return 7
 
     def destroy_stream(self, stream: int) -> None:
         pass
 
     def upload(self, dst: int, src: np.ndarray, stream: int) -> None:
+        self._op("upload")
+        if src.nbytes > len(self.mem[dst]):
+            raise AssertionError(f"upload of {src.nbytes} bytes into a {len(self.mem[dst])}-byte device buffer")
         self.mem[dst][:src.nbytes] = np.ascontiguousarray(src).tobytes()
 
     def download(self, dst: np.ndarray, src: int, stream: int) -> None:
+        self._op("download")
         dst[...] = np.frombuffer(self.mem[src], dst.dtype, count=dst.size).reshape(dst.shape)
 
     def synchronize(self, stream: int) -> None:
-        pass
+        self._op("synchronize")
 
 
 class TensorIOMode(enum.Enum):
@@ -97,6 +125,7 @@ class FakeContext:
 
     def execute_async_v3(self, stream: int) -> bool:
         cuda = self.e.cuda
+        cuda._op("execute")
         x = np.frombuffer(cuda.mem[self.addr["input"]], np.float32, count=int(np.prod(self.shape)))
         c = np.einsum("kc,nchw->nkhw", self.e.w, x.reshape(self.shape))
         n, k, h, w = c.shape

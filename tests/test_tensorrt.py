@@ -222,6 +222,42 @@ def test_open_backend_routes_plans(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert calls == [("m.plan", "cuda"), ("m.ENGINE", "cuda"), ("m.bin", "auto")]
 
 
+def test_backend_sets_its_device_on_every_calling_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from tests import fake_tensorrt
+
+    shapes, meta = "1x3x16x16,1x3x32x32,2x3x64x64", ModelMeta(classes=["a", "b", "c", "d"])
+    w = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    plan = fake_tensorrt.write_plan(tmp_path, shapes, meta)
+    cuda, _ = fake_tensorrt.install(monkeypatch, tmp_path, shapes, w, devices=2)
+    be = open_backend(plan, device="cuda:1")
+    main = threading.current_thread().name
+    assert cuda.set_device_calls == [(main, 1)] and {d for _, t, d in cuda.ops} == {1}
+    x = np.zeros((1, 3, 16, 16), np.float32)
+
+    def infer_twice() -> None:  # like the video pipeline's inference thread, which starts on device 0
+        be.infer(x)
+        cuda.set_device(0)  # something else on this thread (another model on cuda:0) switches the device
+        be.infer_scratch(x)
+        be.close()
+
+    t = threading.Thread(target=infer_twice, name="infer")
+    t.start()
+    t.join()
+    assert cuda.set_device_calls[1:] == [("infer", 1), ("infer", 0), ("infer", 1)]  # only when it differs
+    on_thread = [(op, d) for op, name, d in cuda.ops if name == "infer"]
+    assert {op for op, _ in on_thread} >= {"upload", "execute", "download", "synchronize", "free"}
+    assert all(d == 1 for _, d in on_thread), on_thread
+    cuda.set_device_calls.clear()
+    be0 = open_backend(plan)  # cuda:0 on the main thread, which the cuda:1 backend left on device 1
+    assert cuda.set_device_calls == [(main, 0)]
+    t = threading.Thread(target=lambda: [be0.infer(x) for _ in range(3)], name="fresh")
+    t.start()
+    t.join()
+    assert cuda.set_device_calls == [(main, 0)]  # a new thread is on device 0 already: no cudaSetDevice at all
+
+
 def test_tensorrt_backend_errors_without_tensorrt(tmp_path: Path, no_tensorrt: None) -> None:
     plan = _fake_plan(tmp_path)
     with pytest.raises(RuntimeError, match="TensorRT is not installed.*pip install tensorrt"):

@@ -6,12 +6,15 @@ is imported, so a wrong or stale file is reported even where TensorRT is missing
 for the largest shape of the profile are allocated once; ``infer`` copies in, runs ``execute_async_v3`` and copies
 the logits out into the pinned buffer (then into a fresh array the caller owns; ``infer_scratch`` returns the
 reused buffer itself).
+
+CUDA's current device is per host thread, and ``infer`` may run on another thread than the constructor (the video
+pipeline's inference thread starts on device 0), so every path that touches CUDA first makes the plan's device
+current on the calling thread: one ``cudaGetDevice`` per call, ``cudaSetDevice`` only when it differs.
 """
 
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +57,16 @@ class TensorRTBackend(Backend):
             raise ValueError(f"{self.path} was built with TensorRT {self.info['tensorrt']}, this is "
                              f"{trt.__version__}: plans are not portable across versions, rebuild it")
         from engine.cudart import runtime
-        from engine.plugins import load_plugins, plugins_available
 
         self._cuda = cuda = runtime()
         if cuda.device_count() <= self.device_index:
             raise RuntimeError(f"{self.path}: no CUDA device {self.device_index} (found {cuda.device_count()})")
-        cuda.set_device(self.device_index)
+        self._use_device()
         cc = self.info.get("compute_capability")
         if cc and cc != cuda.compute_capability(self.device_index):
             raise ValueError(f"{self.path} was built for compute capability {cc} ({self.info.get('gpu')}), this "
                              f"GPU is {cuda.compute_capability(self.device_index)}: rebuild the plan on it")
-        self._load_plugins(load_plugins, plugins_available)
+        self._load_plugins()
         self._bufs: dict[str, int] = {}
         self._host: tuple[int, int] | None = None  # pinned host output buffer (address, bytes)
         self._host_out: np.ndarray | None = None  # 1-D view of it (or of plain memory where pinning failed)
@@ -83,18 +85,21 @@ class TensorRTBackend(Backend):
         self._stream = cuda.stream()
         self._allocate()
 
-    def _load_plugins(self, load_plugins: Any, plugins_available: Any) -> None:
-        """Load the segrt plugin library: required when the plan was built with segrt custom ops."""
-        needed = bool(self.info.get("plugins"))
-        if not (needed or plugins_available()):
-            return
-        try:
-            load_plugins()
-        except (FileNotFoundError, OSError) as e:
-            if needed:
-                why = f"{self.path} was built with segrt TensorRT plugins, which cannot be loaded: {e}"
-                raise type(e)(why) from None
-            warnings.warn(f"segrt TensorRT plugins not loaded ({e}); {self.path} does not need them", stacklevel=3)
+    def _load_plugins(self) -> None:
+        """Load the segrt plugin library: required when the plan was built with segrt plugin ops, else optional (a
+        broken library warns), the same policy as ``segrt build`` (:func:`engine.plugins.ensure_plugins`)."""
+        from engine.plugins import ensure_plugins
+
+        used = self.info.get("plugins")  # the plugin op types (older sidecars: a bool)
+        ops = [str(o) for o in used] if isinstance(used, list) else (["segrt plugins"] if used else [])
+        names = f" ({', '.join(ops)})" if isinstance(used, list) else ""
+        ensure_plugins(ops, f"{self.path} was built with segrt TensorRT plugins{names}", str(self.path))
+
+    def _use_device(self) -> None:
+        """Make the plan's device current on the calling thread (cheap: set only when it differs)."""
+        cuda = self._cuda
+        if cuda.current_device() != self.device_index:
+            cuda.set_device(self.device_index)
 
     def _check_io(self) -> None:
         trt, e = self._trt, self.engine
@@ -159,6 +164,7 @@ class TensorRTBackend(Backend):
         shape = tuple(self.context.get_tensor_shape(self.output_name))
         assert self._host_out is not None
         out = self._host_out[:int(np.prod(shape))].reshape(shape)
+        self._use_device()
         cuda = self._cuda
         cuda.upload(self._bufs[self.input_name], x, self._stream)
         if not self.context.execute_async_v3(self._stream):
@@ -172,6 +178,11 @@ class TensorRTBackend(Backend):
         cuda: Any = getattr(self, "_cuda", None)
         if cuda is None:
             return
+        if getattr(self, "_bufs", None) or getattr(self, "_host", None) or getattr(self, "_stream", 0):
+            try:
+                self._use_device()
+            except RuntimeError:  # no usable CUDA any more (e.g. at interpreter exit): free what can be freed
+                pass
         for ptr in getattr(self, "_bufs", {}).values():
             cuda.free(ptr)
         self._bufs = {}
