@@ -6,8 +6,17 @@ TensorRT version, GPU name and compute capability, precision, shape profile, the
 from the ONNX ``metadata_props``, the plan's SHA-256 and the build time. ``engine.backends.tensorrt`` reads it back.
 
 Precision: ``--fp16``; ``--int8 --calib DIR`` (entropy calibration on images of DIR pre-processed like
-``engine.Predictor``); both together is allowed and means INT8 where calibrated and faster, FP16 elsewhere (the
-usual TensorRT practice; INT8 alone falls back to FP32). Everything that needs TensorRT imports it lazily.
+``engine.Predictor``, batches of exactly the profile's OPT shape, at which TensorRT calibrates); both together is
+allowed and means INT8 where calibrated and faster, FP16 elsewhere (the usual TensorRT practice; INT8 alone falls
+back to FP32). Implicit INT8 calibration is deprecated since TensorRT 10.1 (explicit Q/DQ quantization supersedes
+it) but still works in TensorRT 10; a release without it is a clear error.
+
+Timing cache: ``<plan>.timing`` beside the output by default (read when present, rewritten after the build, so
+rebuilds skip most tactic timing); ``--timing-cache FILE`` names another (one file may serve several models),
+``--no-timing-cache`` turns it off. A cache from another TensorRT / GPU is replaced, with a warning; the plan is
+written first, so failing to save the cache never loses a build. Plugins: a graph with our plugin ops needs the
+plugin library (an error names the library and the ops); other models only try to load it (a broken one warns),
+as ``engine.backends.tensorrt`` does. Everything that needs TensorRT imports it lazily.
 """
 
 from __future__ import annotations
@@ -18,12 +27,14 @@ import hashlib
 import json
 import re
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from engine.calibration import CalibrationData, make_calibrator
+from engine.calibration import CalibrationData, configure_int8
 from engine.fileio import write_atomic
 from engine.metadata import PREFIX, ModelMeta
 
@@ -32,6 +43,7 @@ SIDECAR_FORMAT = "segrt-plan"
 SIDECAR_VERSION = 1
 DEFAULT_SHAPES = "1x3x256x512,1x3x512x1024,1x3x1024x2048"
 PLAN_SUFFIXES = (".plan", ".engine")
+TIMING_CACHE_SUFFIX = ".timing"
 
 Shape = tuple[int, int, int, int]
 
@@ -112,9 +124,22 @@ def parse_shapes(text: str) -> ShapeProfile:
     return make_profile(*(shapes * 3 if len(shapes) == 1 else shapes))
 
 
-def onnx_info(onnx_path: str | Path) -> tuple[str, list[int | None], dict[str, str], bool]:
-    """(input name, its dims (None = dynamic), ``segrt.*`` metadata_props, whether it has ``segrt`` custom nodes)."""
+def _nodes(graph: Any) -> Iterator[Any]:
+    """Every node of an ONNX graph, including those of subgraphs (If / Loop / Scan bodies)."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from _nodes(attr.g)
+            for g in attr.graphs:
+                yield from _nodes(g)
+
+
+def onnx_info(onnx_path: str | Path) -> tuple[str, list[int | None], dict[str, str], list[str]]:
+    """(input name, its dims (None = dynamic), ``segrt.*`` metadata_props, the plugin op types the graph uses)."""
     import onnx
+
+    from engine.plugins import plugin_ops
 
     path = Path(onnx_path)
     if not path.is_file():
@@ -129,8 +154,8 @@ def onnx_info(onnx_path: str | Path) -> tuple[str, list[int | None], dict[str, s
         raise ValueError(f"{path}: expected one image input, got {[i.name for i in inputs]}")
     dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
     props = {p.key: p.value for p in proto.metadata_props if p.key.startswith(PREFIX)}
-    custom = any(n.domain == "segrt" for n in proto.graph.node)
-    return inputs[0].name, dims, props, custom
+    nodes = [*_nodes(proto.graph), *(n for f in proto.functions for n in f.node)]
+    return inputs[0].name, dims, props, plugin_ops((n.domain, n.op_type) for n in nodes)
 
 
 def default_profile(dims: list[int | None], meta: ModelMeta) -> ShapeProfile:
@@ -143,14 +168,22 @@ def default_profile(dims: list[int | None], meta: ModelMeta) -> ShapeProfile:
     return parse_shapes(DEFAULT_SHAPES)
 
 
-def check_profile_against_model(profile: ShapeProfile, dims: list[int | None], source: str) -> None:
-    """ValueError when the model fixes a dimension the profile does not match."""
+def check_profile_against_model(profile: ShapeProfile, dims: list[int | None], source: str,
+                                size_divisor: int = 1) -> None:
+    """ValueError when the model fixes a dimension the profile does not match; a warning when the OPT H x W is not
+    a multiple of the model's ``size_divisor`` (the Predictor never runs such a size, yet TensorRT tunes and
+    calibrates for it)."""
     if len(dims) != 4:
         raise ValueError(f"{source}: image input must be 4-D [B, 3, H, W], got {len(dims)} dims")
     for i, d in enumerate(dims):
         if d and not profile.min[i] == profile.max[i] == d:
             raise ValueError(f"--shapes: {source} fixes dimension {'BCHW'[i]} to {d}, but the profile spans "
                              f"{profile.min[i]}..{profile.max[i]}")
+    h, w = profile.opt[2:]
+    if size_divisor > 1 and (h % size_divisor or w % size_divisor):
+        warnings.warn(f"--shapes: OPT {h}x{w} is not a multiple of the size_divisor {size_divisor} of {source}; "
+                      f"engine.Predictor only runs multiples of it, so TensorRT would tune (and calibrate) for a "
+                      "size it never sees", stacklevel=3)
 
 
 def validate_options(fp16: bool, int8: bool, calib_dir: str | Path | None, workspace_gb: float) -> str:
@@ -218,71 +251,142 @@ def _device_info() -> dict[str, str | None]:
         return {"gpu": None, "compute_capability": None}
 
 
+def default_timing_cache(plan_path: str | Path) -> Path:
+    """Where a build keeps its timing cache unless told otherwise: ``model.plan`` -> ``model.plan.timing``."""
+    return Path(str(plan_path) + TIMING_CACHE_SUFFIX)
+
+
+def parser_errors(parser: Any) -> str:
+    """The ONNX parser's errors as one line: ``node 3 'name' (OpType): description; ...``."""
+    msgs = []
+    for err in (parser.get_error(i) for i in range(parser.num_errors)):
+        node, name, op = (getattr(err, a)() if hasattr(err, a) else d
+                          for a, d in (("node", -1), ("node_name", ""), ("node_operator", "")))
+        where = f"node {node}" + (f" {name!r}" if name else "") + (f" ({op})" if op else "") + ": " if node >= 0 else ""
+        msgs.append(where + str(err.desc() if hasattr(err, "desc") else err))
+    return "; ".join(msgs) or "the parser gave no error message"
+
+
+def _attach_timing_cache(trt: Any, config: Any, path: Path) -> bool:
+    """Give ``config`` the timing cache at ``path`` (an empty one when absent). A cache TensorRT rejects (another
+    TensorRT version or GPU, or damaged) is replaced by an empty one, with a warning. True: save it after the build."""
+    blob = b""
+    if path.is_file():
+        try:
+            blob = path.read_bytes()
+        except OSError as e:
+            warnings.warn(f"timing cache {path} cannot be read ({e}); starting an empty one", stacklevel=3)
+    cache = config.create_timing_cache(blob)
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return True
+    if blob:
+        warnings.warn(f"timing cache {path} was not accepted by TensorRT {trt.__version__} on this GPU (made by "
+                      "another TensorRT version or GPU, or damaged): not used; this build's timings replace it",
+                      stacklevel=3)
+        cache = config.create_timing_cache(b"")
+        if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+            return True
+    warnings.warn(f"TensorRT refused an empty timing cache: building without one ({path} is not written)", stacklevel=3)
+    return False
+
+
+def _save_timing_cache(config: Any, path: Path) -> None:
+    """Write the config's timing cache atomically; a failure only warns (the plan is already written)."""
+    try:
+        cache = config.get_timing_cache()
+        if cache is None:
+            raise RuntimeError("the builder config has no timing cache")
+        write_atomic(path, bytes(cache.serialize()))
+    except (OSError, RuntimeError, TypeError) as e:
+        warnings.warn(f"the plan is written, but its timing cache {path} could not be saved: {e}", stacklevel=3)
+
+
+def _check_fast(builder: Any, flag: str, label: str) -> None:
+    """Warn when the builder says this GPU lacks fast ``label`` math (``platform_has_fast_*``, deprecated in 10.5)."""
+    if getattr(builder, flag, True) is False:
+        warnings.warn(f"this GPU has no fast {label} support: TensorRT will mostly pick FP32 kernels", stacklevel=3)
+
+
 def build_engine(onnx_path: str | Path, out_path: str | Path, fp16: bool = False, int8: bool = False,
                  calib_dir: str | Path | None = None, shapes: ShapeProfile | str | None = None,
-                 workspace_gb: float = 4.0, timing_cache: str | Path | None = None,
+                 workspace_gb: float = 4.0, timing_cache: str | Path | bool | None = True,
                  calib_cache: str | Path | None = None, calib_images: int | None = 512,
                  verbose: bool = False) -> Path:
-    """Build ``onnx_path`` into a TensorRT plan at ``out_path`` (+ ``<plan>.json``); returns the plan path."""
+    """Build ``onnx_path`` into a TensorRT plan at ``out_path`` (+ ``<plan>.json``); returns the plan path.
+
+    ``timing_cache``: True (default) uses :func:`default_timing_cache`, a path uses that file, None / False none.
+    ``calib_cache`` (INT8) defaults to ``<plan>.calib``.
+    """
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     precision = validate_options(fp16, int8, calib_dir, workspace_gb)
     if out_path.suffix.lower() not in PLAN_SUFFIXES:
         raise ValueError(f"output {out_path} must end in .plan or .engine (that is how engine.Predictor opens it)")
-    input_name, dims, props, custom = onnx_info(onnx_path)
+    input_name, dims, props, ops_needed = onnx_info(onnx_path)
     meta = ModelMeta.from_props(props, source=str(onnx_path))
     profile = parse_shapes(shapes) if isinstance(shapes, str) else shapes or default_profile(dims, meta)
-    check_profile_against_model(profile, dims, str(onnx_path))
+    check_profile_against_model(profile, dims, str(onnx_path), int(getattr(meta, "size_divisor", 1) or 1))
     calib = None
-    if int8:
-        cache = calib_cache or Path(str(out_path) + ".calib")
+    if int8:  # batches of exactly the calibration profile's OPT shape: what TensorRT reads from the buffer
+        cache = Path(calib_cache) if calib_cache else Path(str(out_path) + ".calib")
         calib = CalibrationData(calib_dir, meta, profile.opt, cache_path=cache, max_images=calib_images)
+        calib.cache_key = calib.fingerprint(sha256_file(onnx_path))
+    cache_file = default_timing_cache(out_path) if timing_cache is True else \
+        Path(timing_cache) if timing_cache else None
 
     trt = import_tensorrt()
-    from engine.plugins import load_plugins, plugins_available
+    from engine.plugins import ensure_plugins
 
-    if custom or plugins_available():
-        load_plugins()  # the segrt:: custom nodes need it; FileNotFoundError names the path
+    ensure_plugins(ops_needed, f"{onnx_path} uses the segrt TensorRT plugin op(s) {', '.join(ops_needed)}",
+                   str(onnx_path))
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
     trt.init_libnvinfer_plugins(logger, "")
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ValueError(f"{onnx_path}: TensorRT cannot parse the model: {errors}")
+        raise ValueError(f"{onnx_path}: TensorRT cannot parse the model: {parser_errors(parser)}")
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     if fp16:
+        _check_fast(builder, "platform_has_fast_fp16", "FP16")
         config.set_flag(trt.BuilderFlag.FP16)
     opt_profile = builder.create_optimization_profile()
     opt_profile.set_shape(input_name, profile.min, profile.opt, profile.max)
-    config.add_optimization_profile(opt_profile)
+    if config.add_optimization_profile(opt_profile) < 0:
+        raise ValueError(f"--shapes: TensorRT rejected the profile min {profile.min} opt {profile.opt} max "
+                         f"{profile.max} for input {input_name!r} of {onnx_path}")
     calibrator = None
     if calib is not None:
-        config.set_flag(trt.BuilderFlag.INT8)
-        calibrator = make_calibrator(trt, calib)
-        config.int8_calibrator = calibrator
-        config.set_calibration_profile(opt_profile)
-    cache_file = Path(timing_cache) if timing_cache else None
-    if cache_file is not None:
-        blob = cache_file.read_bytes() if cache_file.is_file() else b""
-        config.set_timing_cache(config.create_timing_cache(blob), ignore_mismatch=False)
+        _check_fast(builder, "platform_has_fast_int8", "INT8")
+        calibrator = configure_int8(trt, config, calib, input_name, opt_profile)
+    save_cache = cache_file is not None and _attach_timing_cache(trt, config, cache_file)
 
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - t0
+    err = getattr(calibrator, "error", None)
+    if err is not None:
+        cls = type(err) if isinstance(err, (ValueError, OSError)) else RuntimeError
+        raise cls(f"INT8 calibration on {calib_dir} failed: {err}") from err
     if serialized is None:
-        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
-    if cache_file is not None:
-        write_atomic(cache_file, bytes(config.get_timing_cache().serialize()))
+        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (precision {precision}, profile "
+                           f"min {profile.min} opt {profile.opt} max {profile.max}, workspace {workspace_gb} GiB); "
+                           "see the TensorRT log above, rerun with --verbose for details")
     write_atomic(out_path, bytes(serialized))
-    write_sidecar(out_path, {
+    del serialized
+    info: dict[str, Any] = {
         "tensorrt": trt.__version__, **_device_info(), "precision": precision, "profile": profile.as_dict(),
         "input": input_name, "output": network.get_output(0).name, "metadata": props,
-        "onnx": onnx_path.name, "onnx_sha256": sha256_file(onnx_path), "plugins": bool(custom),
+        "onnx": onnx_path.name, "onnx_sha256": sha256_file(onnx_path), "plugins": ops_needed,
         "build_seconds": round(seconds, 3), "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-    })
+    }
+    if calib is not None:
+        info["calibration"] = {"images": len(calib.files), "shape": list(calib.shape),
+                               "batches": getattr(calibrator, "batches_fed", None)}
+    write_sidecar(out_path, info)
+    if save_cache:
+        _save_timing_cache(config, cache_file)  # type: ignore[arg-type]
     del calibrator
     return out_path
 
@@ -293,13 +397,16 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("-o", "--output", help="plan to write (.plan or .engine; default: next to the ONNX file)")
     parser.add_argument("--fp16", action="store_true", help="allow FP16 kernels")
     parser.add_argument("--int8", action="store_true", help="allow INT8 kernels (needs --calib; with --fp16: mixed)")
-    parser.add_argument("--calib", metavar="DIR", help="folder of images for INT8 calibration")
+    parser.add_argument("--calib", metavar="DIR", help="folder of images for INT8 calibration (at the OPT shape)")
     parser.add_argument("--calib-images", type=int, default=512, metavar="N", help="use at most N images")
     parser.add_argument("--shapes", metavar="MIN,OPT,MAX",
                         help=f"input shape profile, BxCxHxW each (default: the model's input size, else "
                              f"{DEFAULT_SHAPES})")
     parser.add_argument("--workspace", type=float, default=4.0, metavar="GB", help="builder workspace (GiB)")
-    parser.add_argument("--timing-cache", metavar="FILE", help="timing cache to read and update (faster rebuilds)")
+    cache = parser.add_mutually_exclusive_group()
+    cache.add_argument("--timing-cache", metavar="FILE",
+                       help=f"timing cache to read and update (default: <output>{TIMING_CACHE_SUFFIX})")
+    cache.add_argument("--no-timing-cache", action="store_true", help="build without a timing cache")
     parser.add_argument("--verbose", action="store_true", help="verbose TensorRT log")
     return parser
 
@@ -311,8 +418,9 @@ def run_build(args: argparse.Namespace) -> int:
         raise ValueError(f"--calib-images must be >= 1, got {args.calib_images}")
     shapes = parse_shapes(args.shapes) if args.shapes else None
     output = Path(args.output) if args.output else Path(args.onnx).with_suffix(".plan")
+    timing = False if getattr(args, "no_timing_cache", False) else (args.timing_cache or True)
     plan = build_engine(args.onnx, output, fp16=args.fp16, int8=args.int8, calib_dir=args.calib, shapes=shapes,
-                        workspace_gb=args.workspace, timing_cache=args.timing_cache,
+                        workspace_gb=args.workspace, timing_cache=timing,
                         calib_images=args.calib_images, verbose=args.verbose)
     print(plan)
     return 0
