@@ -366,6 +366,7 @@ def _calibrate(state: BuildState, network: FakeNetwork, config: Any) -> bool:
 def install_builder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **options: Any) -> BuildState:
     """Patch engine.build's TensorRT and engine.cudart's runtime with fakes; no plugin library (unless the test
     sets ``SEGRT_TRT_PLUGINS`` after this)."""
+    import engine.backends.tensorrt  # noqa: F401 - binds the real import_tensorrt before engine.build's is patched
     import engine.build as build
     import engine.cudart as cudart
 
