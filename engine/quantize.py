@@ -80,7 +80,8 @@ def _input_info(model: Any) -> tuple[str, list[int | None]]:
 def calibration_data(model: Any, meta: ModelMeta, calib: str | Path, num_images: int | None,
                      input_size: tuple[int, int] | None = None) -> CalibrationData:
     """Calibration batches ``[1,3,H,W]`` at the size the model runs at: ``input_size`` when given, else the graph's
-    static H x W, else the metadata ``input_size``, else the first image's size. ``num_images`` are spread evenly over the sorted files."""
+    static H x W, else the metadata ``input_size``, else the first image's size. ``num_images`` are spread evenly
+    over the sorted files."""
     folder = calib_folder(calib)
     _, dims = _input_info(model)
     size = input_size or (tuple(dims[2:]) if None not in dims[2:] else None)

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.build import parse_shapes, write_sidecar
+from engine.build import parse_shapes
 from engine.metadata import ModelMeta
+from engine.plan_sidecar import write_sidecar
 
 VERSION = "10.16.1"
 

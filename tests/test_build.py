@@ -20,10 +20,10 @@ from engine.build import (
     add_build_arguments,
     build_engine,
     default_timing_cache,
-    read_sidecar,
     run_build,
 )
 from engine.metadata import ModelMeta
+from engine.plan_sidecar import read_sidecar
 from engine.plugins import ENV_VAR
 from tests import fake_tensorrt
 from tests.conftest import make_tiny_onnx

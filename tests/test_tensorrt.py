@@ -27,13 +27,11 @@ from engine.build import (
     import_tensorrt,
     parse_shape,
     parse_shapes,
-    read_sidecar,
     run_build,
-    sidecar_path,
     validate_options,
-    write_sidecar,
 )
 from engine.metadata import ModelMeta
+from engine.plan_sidecar import read_sidecar, sidecar_path, write_sidecar
 from engine.plugins import ENV_VAR, LIBRARY_NAME, load_plugins, plugin_library_path
 from tests.conftest import make_tiny_onnx
 

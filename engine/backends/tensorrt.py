@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from engine.backends.base import Backend, Limits, reconcile_classes
-from engine.build import ShapeProfile, import_tensorrt, read_sidecar
+from engine.build import ShapeProfile, import_tensorrt
 from engine.metadata import ModelMeta
+from engine.plan_sidecar import read_sidecar
 
 
 def _device_index(device: str) -> int:
