@@ -1,21 +1,30 @@
 """``segrt bench``: latency of the engine per stage and end to end, beside the bare network and PyTorch eager.
 
-Rows, all on the same HxW image with the network run at HxW, measured interleaved in one process:
+``MODEL`` is any file ``engine.Predictor`` opens: ``.onnx`` (ONNX Runtime, on the CPU or its CUDA provider),
+``.plan``/``.engine`` (TensorRT), ``.pt``/``.pth``/``.pt2`` (the torch backend, with ``precision``, ``compile``
+and ``cuda_graphs``), opened with the same options as ``segrt predict``. Rows, all on the same HxW image and at
+the same network size (HxW rounded up to the model's ``size_divisor``, as the Predictor runs it), measured
+interleaved in one process:
 
-* ``segrt (<backend>)``: ``Predictor.run`` split into pre (native resize+normalize+layout), infer, post (native fused
-  upsample+argmax), and end to end;
-* ``bare <backend>``: the network alone on a ready input tensor (what the backend costs without our code);
-* ``segrt (onnxruntime, FILE)`` and ``bare onnxruntime (FILE)`` for every other ONNX model given with ``--also``
-  (e.g. the int8 model of ``segrt quantize``), so that variants of one model are compared in the same run;
-* ``torch eager`` (with ``--torch CKPT``): the same work in PyTorch: resize+normalize in torch, forward,
-  ``F.interpolate`` + argmax. torch is imported only in this path.
+* ``segrt (<backend>[, options])``: ``Predictor.run`` split into pre (native resize+normalize+layout), infer, post
+  (native fused upsample+argmax), and end to end; e.g. ``segrt (onnxruntime)`` (ONNX Runtime on the CPU) or
+  ``segrt (torch, fp16, cuda graphs)``;
+* ``bare <backend>[ (options)]``: the backend alone (``backend.infer``) on a ready input tensor (what the runtime
+  costs without our code), e.g. ``bare onnxruntime``, ``bare torch (fp16, cuda graphs)``;
+* ``segrt (<backend>, ..., FILE)`` and ``bare <backend> (..., FILE)`` for every other model given with ``--also``
+  (e.g. the int8 model of ``segrt quantize``), opened with the same options, so that variants of one model are
+  compared in the same run;
+* ``torch eager`` (with ``--torch CKPT``, or ``rows`` with ``torch`` when MODEL is a segrt checkpoint): the same
+  work in PyTorch fp32 on the engine's device: resize+normalize in torch, forward, ``F.interpolate`` + argmax.
+  torch is imported only for this row and the torch backend.
 
+Without ``threads`` every row gets ``os.cpu_count()`` intra-op threads (ONNX Runtime's session, and
+``torch.set_num_threads`` for torch); the count each row ran with is recorded in ``configs``.
 Writes ``<name>.json``, ``<name>.md`` and ``<name>.png`` (matplotlib, Agg) under the output folder.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -25,13 +34,29 @@ from typing import Any
 
 import numpy as np
 
-from engine.fileio import atomic_path, write_atomic
+from engine.bench_report import (  # noqa: F401  (re-exported: the report's face of this module)
+    BARE,
+    MAIN,
+    STAGES,
+    TORCH,
+    TORCH_TARGET,
+    agreement,
+    also_rows,
+    describe,
+    engine_rows,
+    markdown,
+    plot,
+    ratios,
+    row_tags,
+    write_report,
+)
+from engine.bench_torch import eager_device, is_checkpoint_file, load_eager, torch_step, torch_threads, torch_versions
 from engine.pipeline import summarize
 from engine.predictor import Predictor
 
-STAGES = ("pre", "infer", "post", "end_to_end")
-MAIN, BARE, TORCH = "segrt (onnxruntime)", "bare onnxruntime", "torch eager"
-TORCH_TARGET = 3.5  # the engine issue's target: torch eager fp32 / fastest segrt end to end
+PRECISIONS = ("fp32", "fp16", "bf16")
+ROWS = ("segrt", "torch")  # the engine rows (MODEL and --also, each with its bare network), torch eager
+ROW_ALIASES = {"engine": "segrt", "eager": "torch", "onnxruntime": "segrt"}  # onnxruntime: the old --backends name
 
 
 def also_labels(model: str | Path, also: list[str | Path] | tuple[str | Path, ...]) -> list[str]:
@@ -49,11 +74,6 @@ def also_labels(model: str | Path, also: list[str | Path] | tuple[str | Path, ..
     return labels[1:]
 
 
-def also_rows(label: str) -> tuple[str, str]:
-    """The (engine, bare network) row names of an ``--also`` model."""
-    return f"segrt (onnxruntime, {label})", f"bare onnxruntime ({label})"
-
-
 def parse_shape(text: str) -> tuple[int, int]:
     """``"512x1024"`` -> ``(512, 1024)``; ValueError otherwise."""
     try:
@@ -63,6 +83,69 @@ def parse_shape(text: str) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise ValueError(f"shape must be positive, got {text!r}")
     return h, w
+
+
+def parse_rows(rows: str | tuple[str, ...] | list[str]) -> tuple[set[str], bool]:
+    """``"segrt,torch"`` (or a sequence) -> ({"segrt", "torch"}, whether the old name ``onnxruntime`` was used,
+    which asks for MODEL through ONNX Runtime); ValueError naming an unknown row."""
+    items = rows.split(",") if isinstance(rows, str) else list(rows)
+    out: set[str] = set()
+    old = False
+    for item in (str(i).strip().lower() for i in items):
+        if not item:
+            continue
+        old = old or item == "onnxruntime"
+        name = ROW_ALIASES.get(item, item)
+        if name not in ROWS:
+            raise ValueError(f"unknown bench row {item!r} (known: segrt, torch; 'onnxruntime' is the old name of "
+                             f"segrt for ONNX models)")
+        out.add(name)
+    if not out:
+        raise ValueError(f"no bench rows asked for (got {rows!r}; known: segrt, torch)")
+    return out, old
+
+
+def predictor_options(backend: str = "auto", device: str = "auto", threads: int | None = None,
+                      precision: str | None = "fp32", compile: bool = False, cuda_graphs: bool = False) -> dict:
+    """``engine.Predictor`` keywords as ``segrt predict`` passes them: the torch-only options (``precision`` other
+    than fp32, ``compile``, ``cuda_graphs``) only when asked for, so that other model files reject them clearly."""
+    if precision not in (None, *PRECISIONS):
+        raise ValueError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
+    kw: dict[str, Any] = {"backend": backend, "device": device, "threads": threads}
+    if precision not in (None, "fp32"):
+        kw["precision"] = precision
+    if compile:
+        kw["compile"] = True
+    if cuda_graphs:
+        kw["cuda_graphs"] = True
+    return kw
+
+
+def engine_config(p: Predictor, network_shape: tuple[int, int]) -> dict[str, Any]:
+    """What a Predictor runs with, as recorded per row: model, backend, device, precision (the torch backend's
+    autocast; None for .onnx/.plan files, whose precision is fixed in the file), compile, cuda_graphs, threads
+    (the intra-op count the runtime uses; None for TensorRT) and the network size."""
+    be = p.backend
+    name = str(getattr(be, "name", type(be).__name__))
+    precision, threads = None, None
+    if name == "onnxruntime":
+        device = "cuda" if be.providers[0] == "CUDAExecutionProvider" else "cpu"
+        threads = int(be.session.get_session_options().intra_op_num_threads)
+    elif name == "torch":
+        device, precision, threads = str(be.device), be.precision or "fp32", torch_threads()
+    elif name == "tensorrt":
+        device = f"cuda:{be.device_index}"
+    else:
+        device = str(getattr(be, "device", "cpu"))
+    return {"model": str(p.path), "backend": name, "device": device, "precision": precision,
+            "compile": bool(getattr(be, "compiled", False)), "cuda_graphs": bool(getattr(be, "cuda_graphs", False)),
+            "threads": threads, "network_shape": list(network_shape)}
+
+
+def network_size(shape: tuple[int, int], divisor: int) -> tuple[int, int]:
+    """``shape`` rounded up to a multiple of ``divisor`` (as ``Predictor.input_size_for`` does)."""
+    d = max(1, int(divisor or 1))
+    return -(-shape[0] // d) * d, -(-shape[1] // d) * d
 
 
 def bench_image(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -128,7 +211,7 @@ def predictor_step(p: Predictor, img: np.ndarray, out: dict[str, np.ndarray]) ->
 
 
 def bare_step(p: Predictor, shape: tuple[int, int]) -> Step:
-    """The backend alone on a ready normalized input tensor."""
+    """The backend alone (``backend.infer``) on a ready normalized input tensor of the network size ``shape``."""
     x = np.random.default_rng(1).standard_normal((1, 3, *shape)).astype(np.float32)
 
     def step() -> dict[str, float]:
@@ -141,209 +224,131 @@ def bare_step(p: Predictor, shape: tuple[int, int]) -> Step:
 
 
 def bench_torch_model(model: Any, meta: dict, img: np.ndarray, shape: tuple[int, int], runs: int, warmup: int,
-                      threads: int | None = None) -> tuple[dict, np.ndarray]:
-    """PyTorch eager doing the engine's work, measured alone; also its labels."""
+                      threads: int | None = None, device: str = "cpu") -> tuple[dict, np.ndarray]:
+    """PyTorch eager doing the engine's work (network at ``shape``), measured alone; also its labels."""
     out: dict[str, np.ndarray] = {}
-    return measure({"x": torch_step(model, meta, img, shape, out, threads)}, runs, warmup)["x"], out["labels"]
+    return measure({"x": torch_step(model, meta, img, shape, out, threads, device)}, runs, warmup)["x"], out["labels"]
 
 
-def torch_step(model: Any, meta: dict, img: np.ndarray, shape: tuple[int, int], out: dict[str, np.ndarray],
-               threads: int | None = None) -> Step:
-    """PyTorch eager doing the engine's work: resize+normalize, forward, ``F.interpolate`` + argmax.
-
-    In ``segrt bench`` torch is imported after the engine, so its OpenMP runs with the engine's
-    ``OMP_WAIT_POLICY=PASSIVE``: on the demo model at 512x1024 (2 cores) that cost torch ~3% against its default
-    policy (separate processes: 346-354 vs 362-364 ms end to end).
-    """
-    import torch
-    import torch.nn.functional as F
-
-    if threads:
-        torch.set_num_threads(int(threads))
-    mean = torch.tensor(meta.get("mean", (123.675, 116.28, 103.53)), dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(meta.get("std", (58.395, 57.12, 57.375)), dtype=torch.float32).view(1, 3, 1, 1)
-    align = bool(meta.get("align_corners", False))
-    h, w = img.shape[:2]
-    model = model.eval()
-
-    def step() -> dict[str, float]:
-        with torch.inference_mode():
-            t0 = time.perf_counter()
-            x = torch.from_numpy(img).permute(2, 0, 1)[None].float()
-            if (h, w) != tuple(shape):
-                x = F.interpolate(x, size=shape, mode="bilinear", align_corners=align)
-            x = ((x - mean) / std).contiguous()
-            t1 = time.perf_counter()
-            logits = model(x)
-            t2 = time.perf_counter()
-            up = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=align)
-            out["labels"] = up.argmax(1)[0].to(torch.uint8).numpy()
-            t3 = time.perf_counter()
-        return {"pre": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "post": (t3 - t2) * 1e3,
-                "end_to_end": (t3 - t0) * 1e3}
-
-    return step
-
-
-def run_bench(model: str | Path, shape: tuple[int, int], *, backends: tuple[str, ...] = ("onnxruntime",),
-              torch_ckpt: str | Path | None = None, also: tuple[str | Path, ...] | list[str | Path] = (),
-              runs: int = 50, warmup: int = 5, threads: int | None = None,
-              out_dir: str | Path | None = "benchmarks/results", name: str | None = None,
-              command: str | None = None) -> dict:
-    """Measure and (when ``out_dir``) write JSON + markdown + PNG; returns the result dictionary.
-
-    ``also``: more ONNX models (e.g. ``model.int8.onnx``) measured beside ``model`` in the same interleaved runs.
-    ``command``: the command line that produced the result, recorded in the report.
-    """
+def _check_arguments(model: str | Path, also: list, torch_ckpt: str | Path | None, runs: int, warmup: int,
+                     threads: int | None) -> None:
     if runs < 1 or warmup < 0:
         raise ValueError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
-    unknown = [b for b in backends if b not in ("onnxruntime", "torch")]
-    if unknown:
-        raise ValueError(f"unknown backend(s) {unknown} (known: onnxruntime, torch)")
-    if "torch" in backends and torch_ckpt is None:
-        raise ValueError("backend 'torch' needs a checkpoint: --torch CKPT")
-    also = list(also)
-    if also and "onnxruntime" not in backends:
-        raise ValueError("--also runs more ONNX models beside the main one; it needs the onnxruntime backend")
-    labels_also = also_labels(model, also)
+    if threads is not None and int(threads) < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
     for path in (model, *also, *([torch_ckpt] if torch_ckpt is not None else [])):
         if not Path(path).is_file():
             raise FileNotFoundError(f"model file not found: {path}")
+
+
+def run_bench(model: str | Path, shape: tuple[int, int], *, rows: str | tuple[str, ...] = ("segrt",),
+              backend: str = "auto", device: str = "auto", precision: str | None = "fp32", compile: bool = False,
+              cuda_graphs: bool = False, torch_ckpt: str | Path | None = None,
+              also: tuple[str | Path, ...] | list[str | Path] = (), runs: int = 50, warmup: int = 5,
+              threads: int | None = None, out_dir: str | Path | None = "benchmarks/results", name: str | None = None,
+              command: str | None = None) -> dict:
+    """Measure and (when ``out_dir``) write JSON + markdown + PNG; returns the result dictionary.
+
+    ``rows``: ``segrt`` (MODEL and each ``also`` model through ``engine.Predictor``, each beside its bare network)
+    and/or ``torch`` (PyTorch eager from ``torch_ckpt``, or from MODEL when it is a segrt checkpoint);
+    ``torch_ckpt`` adds the torch row. ``backend``, ``device``, ``precision``, ``compile``, ``cuda_graphs``: as
+    for ``engine.Predictor`` (the torch-only ones are passed only when asked for). ``also``: more model files
+    (e.g. ``model.int8.onnx``) opened with the same options and measured in the same interleaved runs.
+    ``command``: the command line that produced the result, recorded in the report.
+    """
+    wanted, old_name = parse_rows(rows)
+    if torch_ckpt is not None:
+        wanted.add("torch")
+    also = list(also)
+    if also and "segrt" not in wanted:
+        raise ValueError("--also runs more models beside the main one through the engine; it needs the segrt rows")
+    _check_arguments(model, also, torch_ckpt, runs, warmup, threads)
+    kw = predictor_options(backend, device, None, precision, compile, cuda_graphs)  # validates the precision
+    eager_src = torch_ckpt if torch_ckpt is not None else model
+    if "torch" in wanted and torch_ckpt is None and not is_checkpoint_file(model):
+        raise ValueError(f"the torch eager row needs a segrt checkpoint: --torch CKPT ({model} is not a .pt/.pth "
+                         f"training checkpoint)")
+    labels_also = also_labels(model, also)
+    threads = int(threads or os.cpu_count() or 1)
+    kw["threads"] = threads
     img = bench_image(shape)
     steps: dict[str, Step] = {}
     outs: dict[str, dict[str, np.ndarray]] = {}
-    import onnxruntime as ort
-
-    if "onnxruntime" in backends:
+    configs: dict[str, dict[str, Any]] = {}
+    names: dict[str, Any] = {"also": {}}
+    main_config: dict[str, Any] | None = None
+    if "segrt" in wanted:
         for path, label in zip((model, *also), (None, *labels_also)):
-            row, bare = (MAIN, BARE) if label is None else also_rows(label)
-            p = Predictor(path, backend="onnxruntime", device="cpu", threads=threads, input_size=shape)
+            p = Predictor(path, input_size=shape, **kw)
+            if old_name and p.backend.name != "onnxruntime":
+                raise ValueError(f"rows 'onnxruntime' measure the model through ONNX Runtime, but {path} opens with "
+                                 f"the {p.backend.name} backend: ask for the rows 'segrt' (--rows segrt)")
+            net = p.input_size_for(*shape)
+            config = engine_config(p, net)
+            row, bare = engine_rows(config, label)
             steps[row] = predictor_step(p, img, outs.setdefault(row, {}))
-            steps[bare] = bare_step(p, shape)
-    if torch_ckpt is not None:
-        from training.export import load_trained  # torch is needed only here
-
-        tmodel, meta = load_trained(torch_ckpt)
-        steps[TORCH] = torch_step(tmodel, meta, img, shape, outs.setdefault(TORCH, {}), threads)
-    rows = measure(steps, runs, warmup)
+            steps[bare] = bare_step(p, net)
+            configs[row], configs[bare] = config, dict(config)
+            if label is None:
+                names["segrt"], names["bare"], main_config = row, bare, config
+            else:
+                names["also"][label] = [row, bare]
+    if "torch" in wanted:
+        tmodel, meta = load_eager(eager_src)
+        net = (tuple(main_config["network_shape"]) if main_config else
+               network_size(shape, int(getattr(tmodel, "size_divisor", 0) or meta.get("size_divisor", 1) or 1)))
+        tdev = eager_device(main_config["device"] if main_config else device)
+        steps[TORCH] = torch_step(tmodel, meta, img, net, outs.setdefault(TORCH, {}), threads, tdev)
+        configs[TORCH] = {"model": str(eager_src), "backend": "torch", "mode": "eager", "device": tdev,
+                          "precision": "fp32", "compile": False, "cuda_graphs": False, "threads": None,
+                          "network_shape": list(net)}
+    if (compile or cuda_graphs) and warmup < 1:  # checked once the model files took the options
+        raise ValueError("--compile and --cuda-graphs compile / capture on the first call: use --warmup >= 1 so "
+                         "that it is not measured")
+    results = measure(steps, runs, warmup)
+    for config in configs.values():  # torch's count is process-wide: read it as the runs left it
+        if config["backend"] == "torch":
+            config["threads"] = torch_threads()
     labels = {k: v["labels"] for k, v in outs.items() if "labels" in v}
+    head = main_config or configs[TORCH]
     result = {
         "model": str(model), "also": [str(a) for a in also], "also_labels": labels_also, "shape": list(shape),
-        "runs": runs, "warmup": warmup, "settle_s": SETTLE_S if len(steps) > 1 else 0.0,
-        "threads": threads or os.cpu_count(),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "onnxruntime": ort.__version__},
-        "results_ms": rows, "ratios": ratios(rows, labels_also), "label_agreement": agreement(labels, labels_also),
+        "network_shape": head["network_shape"], "backend": head["backend"], "device": head["device"],
+        "precision": head["precision"], "options": {"compile": head["compile"], "cuda_graphs": head["cuda_graphs"]},
+        "runs": runs, "warmup": warmup, "settle_s": SETTLE_S if len(steps) > 1 else 0.0, "threads": threads,
+        "machine": machine_info([c["device"] for c in configs.values()]),
+        "configs": configs, "row_names": names if main_config else {"also": {}},
+        "results_ms": results,
+        "ratios": ratios(results, labels_also, names) if main_config else {},
+        "label_agreement": agreement(labels, labels_also, names) if main_config else {},
     }
     if command:
         result["command"] = command
-    if MAIN in labels and TORCH in labels:
-        result["label_agreement_torch_vs_ours"] = float((labels[MAIN] == labels[TORCH]).mean())
+    if main_config and names["segrt"] in labels and TORCH in labels:
+        result["label_agreement_torch_vs_ours"] = float((labels[names["segrt"]] == labels[TORCH]).mean())
     if out_dir is not None:
-        name = name or f"engine_bench_{Path(model).stem}_{shape[0]}x{shape[1]}"
-        result["files"] = write_report(result, Path(out_dir), name)
+        result["files"] = write_report(result, Path(out_dir), name or default_name(model, shape, main_config))
     return result
 
 
-def ratios(rows: dict[str, dict[str, dict[str, float]]], labels_also: list[str]) -> dict[str, float]:
-    """Ratios of end-to-end medians: engine over bare network, torch eager over each engine row, and the main
-    model over each ``--also`` model (its speed-up)."""
-    e2e = {k: v["end_to_end"]["median"] for k, v in rows.items()}
-    out: dict[str, float] = {}
-    if MAIN not in e2e:
-        return out
-    out["end_to_end / bare network"] = e2e[MAIN] / e2e[BARE]
-    if TORCH in e2e:
-        out["torch eager / segrt"] = e2e[TORCH] / e2e[MAIN]
-    for label in labels_also:
-        row, bare = also_rows(label)
-        out[f"end_to_end / bare network ({label})"] = e2e[row] / e2e[bare]
-        out[f"segrt / segrt ({label})"] = e2e[MAIN] / e2e[row]
-        out[f"bare onnxruntime / bare onnxruntime ({label})"] = e2e[BARE] / e2e[bare]
-        if TORCH in e2e:
-            out[f"torch eager / segrt ({label})"] = e2e[TORCH] / e2e[row]
-    return out
+def default_name(model: str | Path, shape: tuple[int, int], config: dict[str, Any] | None) -> str:
+    """``engine_bench_MODEL_HxW`` for ONNX Runtime on the CPU (and torch-only runs); other configurations add their
+    backend and options (``engine_bench_model_torch_fp16_cuda-graphs_1024x2048``), so that they do not overwrite
+    each other's files."""
+    parts = [Path(model).stem]
+    if config is not None and (config["backend"] != "onnxruntime" or row_tags(config)):
+        parts += [config["backend"], *(t.replace(" ", "-").replace(":", "") for t in row_tags(config))]
+    return f"engine_bench_{'_'.join(parts)}_{shape[0]}x{shape[1]}"
 
 
-def agreement(labels: dict[str, np.ndarray], labels_also: list[str]) -> dict[str, float]:
-    """Share of pixels labelled alike: each ``--also`` model vs the main one, torch eager vs each engine row."""
-    engines = [r for r in (MAIN, *(also_rows(a)[0] for a in labels_also)) if r in labels]
-    pairs = [(r, MAIN) for r in engines[1:]] + [(TORCH, r) for r in engines if TORCH in labels]
-    return {f"{a} vs {b}": float((labels[a] == labels[b]).mean()) for a, b in pairs}
+def machine_info(devices: list[str]) -> dict[str, Any]:
+    """CPU, core count, runtime versions and (for rows on CUDA, when torch is loaded) the GPU's name."""
+    info: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    try:
+        import onnxruntime as ort
 
-
-def markdown(result: dict) -> str:
-    """The result as a markdown table of medians (p90, p99) per stage, then the ratios."""
-    h, w = result["shape"]
-    names = ", ".join(Path(m).name for m in (result["model"], *result.get("also", [])))
-    lines = [f"# segrt bench: {names} at {h}x{w}", ""]
-    if result.get("command"):
-        lines += ["```", result["command"], "```", ""]
-    settle = result.get("settle_s", 0.0)
-    lines += [f"{result['runs']} interleaved runs after {result['warmup']} warm-up"
-              f"{f' (each step {settle * 1e3:.0f} ms after the previous one)' if settle else ''}, "
-              f"{result['threads']} threads, "
-              f"{result['machine']['cores']} cores ({result['machine']['cpu']}), "
-              f"onnxruntime {result['machine']['onnxruntime']}. `segrt (onnxruntime)` is "
-              f"{Path(result['model']).name}.", "",
-              "| configuration | " + " | ".join(f"{s} ms (p90 / p99)" for s in STAGES) + " |",
-              "|---|" + "---:|" * len(STAGES)]
-    for row, stages in result["results_ms"].items():
-        cells = [f"{stages[s]['median']:.2f} ({stages[s]['p90']:.2f} / {stages[s]['p99']:.2f})" if s in stages
-                 else "" for s in STAGES]
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines += [f"- {k}: **{v:.3f}x**" for k, v in result["ratios"].items()]
-    if "label_agreement" in result:
-        lines += [f"- pixels labelled alike, {k}: {100 * v:.3f}%" for k, v in result["label_agreement"].items()]
-    elif "label_agreement_torch_vs_ours" in result:  # reports written before --also
-        lines.append(f"- labels equal to torch eager's: {100 * result['label_agreement_torch_vs_ours']:.3f}%")
-    best = {k: v for k, v in result["ratios"].items() if k.startswith("torch eager / segrt")}
-    if best:
-        k = max(best, key=best.get)
-        verdict = "met" if best[k] >= TORCH_TARGET else "not met"
-        lines.append(f"- target torch eager fp32 / segrt >= {TORCH_TARGET}x: {verdict} ({k}: {best[k]:.2f}x)")
-    return "\n".join(lines) + "\n"
-
-
-def plot(result: dict, path: Path) -> None:
-    """Stacked bars of median pre/infer/post per configuration, with the end-to-end p90 marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = list(result["results_ms"].items())
-    fig, ax = plt.subplots(figsize=(8, 1.0 + 0.7 * len(rows)))
-    colours = {"pre": "#4c72b0", "infer": "#dd8452", "post": "#55a868"}
-    for i, (_, stages) in enumerate(rows):
-        left = 0.0
-        for s in ("pre", "infer", "post"):
-            if s in stages:
-                v = stages[s]["median"]
-                ax.barh(i, v, left=left, color=colours[s], label=s if i == 0 or s != "infer" else None)
-                left += v
-        ax.plot(stages["end_to_end"]["p90"], i, "k|", markersize=18)
-    ax.set_yticks(range(len(rows)), [r for r, _ in rows])
-    ax.invert_yaxis()
-    h, w = result["shape"]
-    ax.set_xlabel("latency, ms (bars: medians per stage; |: end-to-end p90)")
-    names_ = ", ".join(Path(m).name for m in (result["model"], *result.get("also", [])))
-    ax.set_title(f"{names_} at {h}x{w}")
-    handles, names = ax.get_legend_handles_labels()
-    uniq = dict(zip(names, handles))
-    ax.legend(uniq.values(), uniq.keys(), loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png", bbox_inches="tight")
-    plt.close(fig)
-
-
-def write_report(result: dict, out_dir: Path, name: str) -> list[str]:
-    """Write ``name``.json/.md/.png atomically under ``out_dir``; returns the paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{name}.json", out_dir / f"{name}.md", out_dir / f"{name}.png"]
-    for path, text in ((paths[0], json.dumps(result, indent=2) + "\n"), (paths[1], markdown(result))):
-        write_atomic(path, text)
-    plot(result, paths[2])
-    return [str(p) for p in paths]
+        info["onnxruntime"] = ort.__version__
+    except ImportError:
+        pass
+    info.update(torch_versions(devices))
+    return info

@@ -1,4 +1,8 @@
-"""segrt: one command-line tool over training, export and the engine."""
+"""segrt: one command-line tool over training, export and the engine.
+
+Failures are one line on stderr, ``segrt <command>: error: <message>``, with exit status 2 (130 after Ctrl-C);
+set ``SEGRT_DEBUG=1`` to get the exception with its traceback instead.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import sys
 from pathlib import Path
 
 from engine.backends import BACKENDS
+from engine.bench_cli import BENCH_DESCRIPTION, add_bench_arguments, bench_command
 from engine.build import MissingDependencyError, add_build_arguments, run_build
 
 
@@ -85,16 +90,13 @@ def _eval(a: argparse.Namespace) -> int:
 def _predictor(a: argparse.Namespace) -> object:
     """Build an engine.Predictor from the shared model options."""
     import engine
-    from engine.bench import parse_shape
+    from engine.bench import parse_shape, predictor_options
 
-    kw: dict = {"threads": a.threads, "palette": a.palette, "device": a.device,
-                "backend": getattr(a, "backend", "auto")}
-    if getattr(a, "precision", "fp32") != "fp32":  # torch-only options: passed only when asked for, so that
-        kw["precision"] = a.precision             # other model files reject them with a clear error
-    if getattr(a, "compile", False):
-        kw["compile"] = True
-    if getattr(a, "cuda_graphs", False):
-        kw["cuda_graphs"] = True
+    # backend, device, threads and the torch-only options (only when asked for, so that other model files reject
+    # them with a clear error); segrt bench passes them the same way
+    kw: dict = predictor_options(getattr(a, "backend", "auto"), a.device, a.threads, getattr(a, "precision", "fp32"),
+                                 getattr(a, "compile", False), getattr(a, "cuda_graphs", False))
+    kw["palette"] = a.palette
     if getattr(a, "input_size", None):
         kw["input_size"] = parse_shape(a.input_size)
     if getattr(a, "mode", "whole") != "whole":
@@ -131,8 +133,6 @@ def _predict(a: argparse.Namespace) -> int:
 
 def _show_frames() -> object:
     """A matplotlib window that shows frames; ValueError when there is no display to show them on."""
-    import os
-
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise ValueError("--show needs a display (DISPLAY is not set); use -o OUT.mp4 instead")
     import matplotlib.pyplot as plt
@@ -158,39 +158,34 @@ def _video(a: argparse.Namespace) -> int:
     on_frame = _show_frames() if a.show else None
     predictor = _predictor(a)
     source = open_source(a.source, live=a.live)
-    report = VideoPipeline(predictor, source, a.output, alpha=a.alpha, queue_size=a.queue,
-                           max_frames=a.max_frames, on_frame=on_frame, progress=not a.quiet).run()
-    print(report.table())
-    if report.input_error:
-        print(f"warning: {report.input_error}; the output holds the {report.frames} frames before it",
-              file=sys.stderr)
     stats = a.stats
     if stats is None:
         stats = (Path(a.output).with_suffix(".stats.json") if a.output
                  else Path(f"{Path(str(a.source)).stem or 'video'}.stats.json"))
+    pipeline = VideoPipeline(predictor, source, a.output, alpha=a.alpha, queue_size=a.queue,
+                             max_frames=a.max_frames, on_frame=on_frame, progress=not a.quiet)
+    try:
+        report = pipeline.run()
+    except Exception:  # a stage failed: keep what was measured up to the failure, then report the error
+        _save_partial_stats(pipeline.last_report, stats)
+        raise
+    print(report.table())
+    if report.input_error:
+        print(f"warning: {report.input_error}; the output holds the {report.frames} frames before it",
+              file=sys.stderr)
     print(f"stats: {report.save(stats)}")
     return 0
 
 
-def _bench(a: argparse.Namespace) -> int:
-    import shlex
-
-    from engine.bench import markdown, parse_shape, run_bench
-
-    backends = tuple(b.strip() for b in a.backends.split(",") if b.strip())
-    if a.torch and "torch" not in backends:
-        backends += ("torch",)
-    command = shlex.join(["segrt", "bench", a.model, "--shape", a.shape, "--backends", a.backends,
-                          *(["--torch", a.torch] if a.torch else []), *(["--also", *a.also] if a.also else []),
-                          "--runs", str(a.runs), "--warmup", str(a.warmup),
-                          *(["--threads", str(a.threads)] if a.threads else [])])
-    result = run_bench(a.model, parse_shape(a.shape), backends=backends, torch_ckpt=a.torch, also=a.also,
-                       runs=a.runs, warmup=a.warmup, threads=a.threads, out_dir=a.out_dir, name=a.name,
-                       command=command)
-    print(markdown(result))
-    for f in result.get("files", []):
-        print(f"wrote {f}")
-    return 0
+def _save_partial_stats(report: object, path: str | Path) -> None:
+    """Save the report a failed pipeline left (``VideoPipeline.last_report``: the frames before the failure, the
+    stage error under ``error``); a failure to write it is a warning, so that the stage's error is the one reported."""
+    if report is None:  # the pipeline failed before it measured anything
+        return
+    try:
+        print(f"stats up to the failure: {report.save(path)}")
+    except Exception as e:  # never mask the pipeline's error
+        print(f"warning: the stats could not be written to {path} ({type(e).__name__}: {e})", file=sys.stderr)
 
 
 def _demo(a: argparse.Namespace) -> int:
@@ -223,10 +218,12 @@ def _quantize(a: argparse.Namespace) -> int:
     return 0
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-m", "--model", required=True,
-                   help="model file: .onnx (ONNX Runtime), .plan/.engine (TensorRT), .pt/.pth checkpoint or "
-                        ".pt2 program (PyTorch)")
+MODEL_HELP = ("model file: .onnx (ONNX Runtime), .plan/.engine (TensorRT), .pt/.pth checkpoint or .pt2 program "
+              "(PyTorch)")
+
+
+def _runtime_args(p: argparse.ArgumentParser) -> None:
+    """The options that choose how engine.Predictor runs a model file (predict, video, bench)."""
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="runtime (default: from the model file's suffix)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"),
@@ -235,11 +232,16 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="torch models (.pt/.pth/.pt2) only: torch.compile")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="torch models (.pt/.pth/.pt2) on CUDA only: capture and replay a CUDA graph per shape")
+    p.add_argument("--device", default="auto",
+                   help="auto, cpu, cuda or cuda:N (cuda:N for .plan and torch models; .plan runs on CUDA only)")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--model", required=True, help=MODEL_HELP)
+    _runtime_args(p)
     p.add_argument("--palette", default=None, help="voc, cityscapes, ade20k or camvid (default: the model's)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--device", default="auto",
-                   help="auto, cpu, cuda or cuda:N (cuda:N for .plan and torch models; .plan runs on CUDA only)")
     p.add_argument("--input-size", default=None, metavar="HxW", help="network input size (default: the model's)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -318,19 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="let ONNX Runtime's idle threads spin-wait (default: off, so that the other stages get "
                           "the cores; see benchmarks/results/engine_pipeline_*.md)")
     vid.set_defaults(func=_video, batch=None)
-    b = sub.add_parser("bench", help="latency per stage and end to end, beside the bare network and torch eager")
-    b.add_argument("model")
-    b.add_argument("--shape", required=True, metavar="HxW", help="image and network input size, e.g. 512x1024")
-    b.add_argument("--backends", default="onnxruntime", help="comma-separated: onnxruntime,torch")
-    b.add_argument("--torch", default=None, metavar="CKPT", help="segrt checkpoint for the PyTorch eager row")
-    b.add_argument("--also", nargs="+", action="extend", default=[], metavar="ONNX",
-                   help="more ONNX models (e.g. the int8 one of segrt quantize) measured in the same run")
-    b.add_argument("--runs", type=int, default=50)
-    b.add_argument("--warmup", type=int, default=5)
-    b.add_argument("--threads", type=int, default=None)
-    b.add_argument("--out-dir", default="benchmarks/results")
-    b.add_argument("--name", default=None, help="file name stem (default: engine_bench_MODEL_HxW)")
-    b.set_defaults(func=_bench)
+    b = sub.add_parser("bench", help="latency per stage and end to end, beside the bare network and torch eager",
+                       description=BENCH_DESCRIPTION)
+    add_bench_arguments(b, MODEL_HELP)
+    _runtime_args(b)
+    b.set_defaults(func=bench_command)
     bl = sub.add_parser("build", help="build a TensorRT engine (.plan) from an ONNX model (needs TensorRT)")
     add_build_arguments(bl)
     bl.set_defaults(func=run_build)
@@ -360,13 +354,40 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Failures a user can cause and fix (a missing or corrupt file, a bad option, a runtime or device that is not there,
+# a checkpoint that does not fit its model): their message is the report. Others also get their type's name.
+USER_ERRORS = (OSError, ValueError, RuntimeError, ImportError, MissingDependencyError)
+MAX_MESSAGE = 800  # characters of an error message shown (torch's state-dict errors list every tensor)
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception's message on one line (its lines joined with "; "), cut at MAX_MESSAGE characters."""
+    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    text = "; ".join(line.strip() for line in text.splitlines() if line.strip()) or type(e).__name__
+    if len(text) > MAX_MESSAGE:
+        text = text[:MAX_MESSAGE - 1] + "… (cut; SEGRT_DEBUG=1 shows all of it)"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``segrt``; user errors print one line and exit 2."""
+    """Entry point of ``segrt``: a failure prints ``segrt <command>: error: <message>`` (one line) on stderr and
+    returns 2, Ctrl-C returns 130; with the environment variable ``SEGRT_DEBUG=1`` the exception is re-raised."""
     args = build_parser().parse_args(argv)
+    debug = os.environ.get("SEGRT_DEBUG", "").strip() not in ("", "0")
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, ConnectionError, PermissionError, MissingDependencyError) as e:
-        print(f"segrt {args.command}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"segrt {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if debug:
+            raise
+        msg = _one_line(e)
+        if not isinstance(e, USER_ERRORS):
+            msg = f"{type(e).__name__}: {msg} (unexpected; SEGRT_DEBUG=1 shows the traceback)"
+        print(f"segrt {args.command}: error: {msg}", file=sys.stderr)
         return 2
 
 

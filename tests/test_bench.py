@@ -1,8 +1,12 @@
-"""`segrt bench`: files written, ratios, the torch eager row doing the same work, --also models, bad arguments."""
+"""`segrt bench` on ONNX models: files written, ratios, the torch eager row doing the same work, --also models,
+bad arguments, row names and the configuration recorded. Torch artifacts (.pt/.pt2): tests/test_bench_torch.py."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +17,7 @@ import engine
 from engine import bench
 from engine.bench import bench_image, bench_predictor, bench_torch_model, parse_shape, run_bench
 from engine.cli import main
+from engine.metadata import ModelMeta
 from tests.conftest import make_tiny_onnx
 
 
@@ -45,12 +50,23 @@ def test_bad_arguments(tmp_path: Path, tiny_onnx, capsys) -> None:
     for text in ("512", "axb", "0x4"):
         with pytest.raises(ValueError, match="shape"):
             parse_shape(text)
-    with pytest.raises(ValueError, match="--torch"):
-        run_bench(tiny_onnx[0], (8, 8), backends=("onnxruntime", "torch"), out_dir=None)
-    with pytest.raises(ValueError, match="unknown backend"):
-        run_bench(tiny_onnx[0], (8, 8), backends=("tensorflow",), out_dir=None)
+    with pytest.raises(ValueError, match="--torch CKPT"):
+        run_bench(tiny_onnx[0], (8, 8), rows=("onnxruntime", "torch"), out_dir=None)
+    with pytest.raises(ValueError, match="unknown bench row 'tensorflow'"):
+        run_bench(tiny_onnx[0], (8, 8), rows=("tensorflow",), out_dir=None)
+    with pytest.raises(ValueError, match="no bench rows"):
+        run_bench(tiny_onnx[0], (8, 8), rows=" , ", out_dir=None)
     with pytest.raises(ValueError, match="runs"):
         run_bench(tiny_onnx[0], (8, 8), runs=0, out_dir=None)
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        run_bench(tiny_onnx[0], (8, 8), threads=-1, out_dir=None)
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        run_bench(tiny_onnx[0], (8, 8), precision="fp8", out_dir=None)
+    # torch-only options on an ONNX model: rejected by the backend, naming them
+    with pytest.raises(ValueError, match=r"\['cuda_graphs'\] apply to the torch backend only"):
+        run_bench(tiny_onnx[0], (8, 8), cuda_graphs=True, out_dir=None)
+    with pytest.raises(ValueError, match=r"\['precision'\] apply to the torch backend only"):
+        run_bench(tiny_onnx[0], (8, 8), precision="bf16", out_dir=None)
     assert main(["bench", str(tiny_onnx[0]), "--shape", "16x24", "--runs", "2", "--warmup", "0",
                  "--out-dir", str(tmp_path), "--name", "x"]) == 0
     assert (tmp_path / "x.md").exists() and "end_to_end / bare network" in capsys.readouterr().out
@@ -88,8 +104,8 @@ def test_also_models_are_measured_in_the_same_run(tmp_path: Path, tiny_onnx, cap
 def test_also_argument_errors(tmp_path: Path, tiny_onnx) -> None:
     with pytest.raises(ValueError, match="given twice"):
         bench.also_labels(tiny_onnx[0], [tiny_onnx[0]])
-    with pytest.raises(ValueError, match="needs the onnxruntime backend"):
-        run_bench(tiny_onnx[0], (8, 8), backends=("torch",), torch_ckpt=tiny_onnx[0], also=[tiny_onnx[0]],
+    with pytest.raises(ValueError, match="needs the segrt rows"):
+        run_bench(tiny_onnx[0], (8, 8), rows=("torch",), torch_ckpt=tiny_onnx[0], also=[tiny_onnx[0]],
                   out_dir=None)
 
 
@@ -115,3 +131,105 @@ def test_report_layout_with_torch_and_int8() -> None:
     assert "torch eager vs segrt (onnxruntime): 100.000%" in md
     r["torch eager / segrt (m.int8.onnx)"] = 3.0
     assert "3.5x: not met (torch eager / segrt (m.int8.onnx): 3.00x)" in bench.markdown(result)
+
+
+def test_configuration_and_threads_are_recorded(tmp_path: Path, tiny_onnx) -> None:
+    res = run_bench(tiny_onnx[0], (16, 24), runs=1, warmup=0, out_dir=None)  # no threads: every core
+    assert (res["backend"], res["device"], res["precision"]) == ("onnxruntime", "cpu", None)
+    assert res["options"] == {"compile": False, "cuda_graphs": False}
+    assert res["threads"] == os.cpu_count()
+    assert set(res["configs"]) == {"segrt (onnxruntime)", "bare onnxruntime"}
+    for config in res["configs"].values():
+        assert config["threads"] == os.cpu_count()  # read back from the ONNX Runtime session
+        assert config["model"] == str(tiny_onnx[0]) and config["network_shape"] == [16, 24]
+    res = run_bench(tiny_onnx[0], (16, 24), runs=1, warmup=0, threads=1, out_dir=tmp_path, name="one")
+    assert res["threads"] == 1 and res["configs"]["segrt (onnxruntime)"]["threads"] == 1
+    md = (tmp_path / "one.md").read_text()
+    assert "- `segrt (onnxruntime)`: onnxruntime on cpu, the file's precision, 1 thread, network 16x24" in md
+    assert "- `bare onnxruntime`:" not in md  # the same configuration as its engine row
+    assert json.loads((tmp_path / "one.json").read_text())["row_names"] == {
+        "segrt": "segrt (onnxruntime)", "bare": "bare onnxruntime", "also": {}}
+
+
+def test_bare_network_runs_at_the_predictors_size(tmp_path: Path, monkeypatch) -> None:
+    """A model with size_divisor 8 at 30x45: the engine runs the network at 32x48, and so does the bare row."""
+    path, _ = make_tiny_onnx(tmp_path / "div8.onnx", meta=ModelMeta(classes=list("abcd"), output_stride=2,
+                                                                   size_divisor=8))
+    seen: list[tuple[int, int]] = []
+    real = bench.bare_step
+
+    def spy(p, shape):
+        seen.append(tuple(shape))
+        return real(p, shape)
+
+    monkeypatch.setattr(bench, "bare_step", spy)
+    res = run_bench(path, (30, 45), runs=1, warmup=0, threads=1, out_dir=None)
+    assert seen == [(32, 48)] and res["network_shape"] == [32, 48] and res["shape"] == [30, 45]
+    assert res["configs"]["bare onnxruntime"]["network_shape"] == [32, 48]
+
+
+def test_old_backends_option_still_means_the_onnx_rows(tmp_path: Path, tiny_onnx) -> None:
+    assert main(["bench", str(tiny_onnx[0]), "--shape", "16x24", "--backends", "onnxruntime", "--runs", "1",
+                 "--warmup", "0", "--threads", "1", "--out-dir", str(tmp_path), "--name", "old"]) == 0
+    saved = json.loads((tmp_path / "old.json").read_text())
+    assert list(saved["results_ms"]) == ["segrt (onnxruntime)", "bare onnxruntime"]
+    assert "--rows onnxruntime" in saved["command"] and "--backend " not in saved["command"]
+    assert main(["bench", str(tiny_onnx[0]), "--shape", "16x24", "--rows", "segrt", "--device", "cpu", "--runs",
+                 "1", "--warmup", "0", "--out-dir", str(tmp_path), "--name", "new"]) == 0
+    saved = json.loads((tmp_path / "new.json").read_text())
+    assert list(saved["results_ms"]) == ["segrt (onnxruntime)", "bare onnxruntime"]
+    assert "--device cpu" in saved["command"]
+
+
+def test_row_names_say_backend_and_options() -> None:
+    rows = bench.engine_rows
+    assert rows({"backend": "onnxruntime", "device": "cpu"}) == ("segrt (onnxruntime)", "bare onnxruntime")
+    assert rows({"backend": "onnxruntime", "device": "cpu"}, "m.int8.onnx") == (
+        "segrt (onnxruntime, m.int8.onnx)", "bare onnxruntime (m.int8.onnx)")
+    assert rows({"backend": "onnxruntime", "device": "cuda"}) == ("segrt (onnxruntime, cuda)",
+                                                                  "bare onnxruntime (cuda)")
+    assert rows({"backend": "torch", "device": "cuda:0", "precision": "fp16", "cuda_graphs": True}) == (
+        "segrt (torch, fp16, cuda graphs)", "bare torch (fp16, cuda graphs)")
+    assert rows({"backend": "torch", "device": "cuda:1", "precision": "bf16", "compile": True}) == (
+        "segrt (torch, cuda:1, bf16, compiled)", "bare torch (cuda:1, bf16, compiled)")
+    assert rows({"backend": "torch", "device": "cpu", "precision": "fp32"}) == ("segrt (torch)", "bare torch")
+    assert rows({"backend": "tensorrt", "device": "cuda:0"}) == ("segrt (tensorrt)", "bare tensorrt")
+    assert bench.default_name("m.pt2", (1024, 2048), {"backend": "torch", "device": "cuda:0", "precision": "fp16",
+                                                      "cuda_graphs": True}) == \
+        "engine_bench_m_torch_fp16_cuda-graphs_1024x2048"
+    assert bench.default_name("m.onnx", (8, 16), {"backend": "onnxruntime", "device": "cpu"}) == \
+        "engine_bench_m_8x16"
+
+
+def test_ratios_follow_the_row_names() -> None:
+    def row(ms: float) -> dict:
+        return {s: {"median": ms, "p90": ms, "p99": ms, "mean": ms} for s in ("infer", "end_to_end")}
+
+    names = {"segrt": "segrt (torch, fp16, cuda graphs)", "bare": "bare torch (fp16, cuda graphs)",
+             "also": {"m.onnx": ["segrt (onnxruntime, cuda, m.onnx)", "bare onnxruntime (cuda, m.onnx)"]}}
+    rows = {"segrt (torch, fp16, cuda graphs)": row(10.0), "bare torch (fp16, cuda graphs)": row(8.0),
+            "segrt (onnxruntime, cuda, m.onnx)": row(20.0), "bare onnxruntime (cuda, m.onnx)": row(16.0),
+            "torch eager": row(40.0)}
+    r = bench.ratios(rows, ["m.onnx"], names)
+    assert r["end_to_end / bare network"] == pytest.approx(1.25)
+    assert r["torch eager / segrt"] == pytest.approx(4.0)
+    assert r["segrt / segrt (m.onnx)"] == pytest.approx(0.5)
+    assert r["bare torch (fp16, cuda graphs) / bare onnxruntime (cuda, m.onnx)"] == pytest.approx(0.5)
+    assert r["torch eager / segrt (m.onnx)"] == pytest.approx(2.0)
+    labels = {"segrt (torch, fp16, cuda graphs)": np.zeros(4), "torch eager": np.zeros(4),
+              "segrt (onnxruntime, cuda, m.onnx)": np.array([0, 0, 1, 1])}
+    agree = bench.agreement(labels, ["m.onnx"], names)
+    assert agree == {"segrt (onnxruntime, cuda, m.onnx) vs segrt (torch, fp16, cuda graphs)": 0.5,
+                     "torch eager vs segrt (torch, fp16, cuda graphs)": 1.0,
+                     "torch eager vs segrt (onnxruntime, cuda, m.onnx)": 0.5}
+
+
+def test_onnx_bench_runs_without_torch(tmp_path: Path, tiny_onnx) -> None:
+    code = ("import sys; sys.modules['torch'] = None; from engine.cli import main; "
+            f"sys.exit(main(['bench', {str(tiny_onnx[0])!r}, '--shape', '16x24', '--runs', '1', '--warmup', '0', "
+            f"'--out-dir', {str(tmp_path)!r}, '--name', 'nt']))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    saved = json.loads((tmp_path / "nt.json").read_text())
+    assert "torch" not in saved["machine"] and list(saved["results_ms"]) == ["segrt (onnxruntime)", "bare onnxruntime"]
