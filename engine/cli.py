@@ -153,8 +153,11 @@ def _show_frames() -> object:
 
 def _video(a: argparse.Namespace) -> int:
     from engine.pipeline import VideoPipeline
-    from engine.video import open_source
+    from engine.video import check_max_frames, check_output, open_source
 
+    if a.output:  # before the model loads: a bad -o or --max-frames fails at once
+        check_output(a.output)
+    check_max_frames(a.max_frames)
     on_frame = _show_frames() if a.show else None
     predictor = _predictor(a)
     source = open_source(a.source, live=a.live)
@@ -295,10 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="segment images, folders or globs into label PNGs (+ overlays, scores)")
     pr.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     _model_args(pr)
-    pr.add_argument("-o", "--output", required=True, help="output folder")
-    pr.add_argument("--overlay", action="store_true", help="also write NAME_overlay.jpg")
+    pr.add_argument("-o", "--output", required=True,
+                    help="output folder: OUT/REL.png mirrors each input folder (REL: the path inside it)")
+    pr.add_argument("--overlay", action="store_true", help="also write OUT/overlays/REL.jpg")
     pr.add_argument("--overlay-format", default="jpg", choices=("jpg", "png"))
-    pr.add_argument("--scores", action="store_true", help="also write NAME_scores.npy (winning logit, float16)")
+    pr.add_argument("--scores", action="store_true", help="also write OUT/scores/REL.npy (winning logit, float16)")
     pr.add_argument("--batch", type=int, default=1, help="images per inference batch (same sizes batch)")
     pr.add_argument("--mode", default="whole", choices=("whole", "slide"))
     pr.add_argument("--crop", default=None, metavar="HxW", help="slide window size (default: model input size)")

@@ -195,3 +195,12 @@ def test_video_stage_failure_keeps_the_stats(monkeypatch, tmp_path: Path, capsys
     assert main(["video", str(src), "-m", "unused.onnx", "--stats", str(tmp_path / "dir.json"), "-q"]) == 2
     err = capsys.readouterr().err
     assert "warning: the stats could not be written" in err and "error: backend exploded" in err
+
+
+def test_video_rejects_a_bad_output_before_loading_the_model(tmp_path: Path, capsys) -> None:
+    """A bad -o or --max-frames fails at once, before the model (here: a file that does not exist) is opened."""
+    for extra, message in ((["-o", str(tmp_path / "out.xyz")], "unsupported video container"),
+                           (["--max-frames", "0"], "max_frames")):
+        code = main(["video", str(tmp_path / "clip.mp4"), "-m", str(tmp_path / "absent.onnx"), "-q", *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and "absent.onnx" not in err
