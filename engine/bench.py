@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,7 @@ def engine_config(p: Predictor, network_shape: tuple[int, int]) -> dict[str, Any
     name = str(getattr(be, "name", type(be).__name__))
     precision, threads = None, None
     if name == "onnxruntime":
-        device = "cuda" if be.providers[0] == "CUDAExecutionProvider" else "cpu"
+        device = str(be.device)
         threads = int(be.session.get_session_options().intra_op_num_threads)
     elif name == "torch":
         device, precision, threads = str(be.device), be.precision or "fp32", torch_threads()
@@ -246,7 +247,7 @@ def run_bench(model: str | Path, shape: tuple[int, int], *, rows: str | tuple[st
               cuda_graphs: bool = False, torch_ckpt: str | Path | None = None,
               also: tuple[str | Path, ...] | list[str | Path] = (), runs: int = 50, warmup: int = 5,
               threads: int | None = None, out_dir: str | Path | None = "benchmarks/results", name: str | None = None,
-              command: str | None = None) -> dict:
+              command: str | None = None, backends: str | tuple[str, ...] | None = None) -> dict:
     """Measure and (when ``out_dir``) write JSON + markdown + PNG; returns the result dictionary.
 
     ``rows``: ``segrt`` (MODEL and each ``also`` model through ``engine.Predictor``, each beside its bare network)
@@ -254,8 +255,12 @@ def run_bench(model: str | Path, shape: tuple[int, int], *, rows: str | tuple[st
     ``torch_ckpt`` adds the torch row. ``backend``, ``device``, ``precision``, ``compile``, ``cuda_graphs``: as
     for ``engine.Predictor`` (the torch-only ones are passed only when asked for). ``also``: more model files
     (e.g. ``model.int8.onnx``) opened with the same options and measured in the same interleaved runs.
-    ``command``: the command line that produced the result, recorded in the report.
+    ``command``: the command line that produced the result, recorded in the report. ``backends``: the old name of
+    ``rows`` (deprecated; a warning).
     """
+    if backends is not None:
+        warnings.warn("run_bench(backends=...) is now rows=...", DeprecationWarning, stacklevel=2)
+        rows = backends
     wanted, old_name = parse_rows(rows)
     if torch_ckpt is not None:
         wanted.add("torch")

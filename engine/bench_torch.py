@@ -6,7 +6,6 @@ torch (and the training package, for ``load_trained``) is imported only inside t
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 import zipfile
@@ -45,16 +44,9 @@ def eager_device(device: str) -> str:
     ``auto`` resolved; RuntimeError when it names CUDA and torch sees none."""
     import torch
 
-    if device == "auto":
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return "cpu"
-    if not re.fullmatch(r"cuda(:\d+)?", device):
-        raise ValueError(f"unknown device {device!r} for the torch eager row (known: auto, cpu, cuda, cuda:N)")
-    if not torch.cuda.is_available():
-        raise RuntimeError(f"the torch eager row runs on the engine's device {device!r}, but torch "
-                           f"{torch.__version__} sees no CUDA device")
-    return device if ":" in device else "cuda:0"
+    from engine.backends.torch import torch_device
+
+    return str(torch_device(torch, device))
 
 
 def torch_threads() -> int | None:

@@ -33,6 +33,7 @@ from types import ModuleType
 from typing import Any
 
 from engine.calibration import CalibrationData, configure_int8
+from engine.errors import MissingDependencyError
 from engine.fileio import write_atomic
 from engine.metadata import PREFIX, ModelMeta
 from engine.plan_sidecar import sha256_file, write_sidecar
@@ -43,10 +44,6 @@ PLAN_SUFFIXES = (".plan", ".engine")
 TIMING_CACHE_SUFFIX = ".timing"
 
 Shape = tuple[int, int, int, int]
-
-
-class MissingDependencyError(RuntimeError):
-    """An optional runtime (TensorRT, CUDA) that a command needs is not installed on this machine."""
 
 
 def import_tensorrt() -> ModuleType:
@@ -338,6 +335,10 @@ def build_engine(onnx_path: str | Path, out_path: str | Path, fp16: bool = False
         info["calibration"] = {"images": len(calib.files), "shape": list(calib.shape),
                                "batches": getattr(calibrator, "batches_fed", None)}
     write_sidecar(out_path, info)
+    cache_err = getattr(calibrator, "cache_error", None)
+    if cache_err is not None:
+        warnings.warn(f"the plan is built, but its INT8 calibration table could not be saved ({cache_err}); the "
+                      "next INT8 build will calibrate again", stacklevel=2)
     if save_cache:
         _save_timing_cache(config, cache_file)  # type: ignore[arg-type]
     del calibrator

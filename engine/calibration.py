@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from engine import ops
+from engine.errors import MissingDependencyError
 from engine.fileio import write_atomic
 from engine.metadata import ModelMeta
 
@@ -88,10 +89,10 @@ class CalibrationData:
         return -(-len(self.files) // self.batch_size)
 
     def fingerprint(self, extra: str = "") -> str:
-        """SHA-256 over the batch shape, pre-processing, image list (paths and sizes) and ``extra`` (the model)."""
+        """SHA-256 over the batch shape, pre-processing, image list (paths, sizes, mtimes) and ``extra`` (the model)."""
         doc = {"shape": self.shape, "mean": self.meta.mean, "std": self.meta.std,
                "align_corners": self.meta.align_corners, "extra": extra,
-               "files": [(str(f.relative_to(self.folder)), f.stat().st_size) for f in self.files]}
+               "files": [(str(f.relative_to(self.folder)), f.stat().st_size, f.stat().st_mtime_ns) for f in self.files]}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
     def preprocess(self, img: np.ndarray) -> np.ndarray:
@@ -141,7 +142,6 @@ class CalibrationData:
 
 def check_calibration_api(trt: Any) -> None:
     """MissingDependencyError when this TensorRT lacks implicit INT8 calibration (deprecated since 10.1)."""
-    from engine.build import MissingDependencyError  # engine.build imports this module
 
     if not hasattr(trt, "IInt8EntropyCalibrator2"):
         raise MissingDependencyError(calibration_removed_message(trt, "tensorrt.IInt8EntropyCalibrator2"))
@@ -180,6 +180,7 @@ def make_calibrator(trt: Any, data: CalibrationData, input_name: str | None = No
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.error: Exception | None = None
+            self.cache_error: Exception | None = None  # a calibration table that could not be saved
             self.batches_fed = 0
             self.shape, self.nbytes = data.shape, data.nbytes
             self.stream = cuda.stream()
@@ -214,8 +215,8 @@ def make_calibrator(trt: Any, data: CalibrationData, input_name: str | None = No
         def write_calibration_cache(self, cache: memoryview) -> None:
             try:
                 data.write_cache(cache)
-            except Exception as e:  # as in get_batch
-                self.error = e.with_traceback(None)
+            except Exception as e:  # cannot cross into TensorRT either; the plan is still good, so only warned of
+                self.cache_error = e.with_traceback(None)
 
         def __del__(self) -> None:
             cuda.free(getattr(self, "device", 0))
@@ -232,7 +233,6 @@ def configure_int8(trt: Any, config: Any, data: CalibrationData, input_name: str
     ``IBuilderConfig.int8_calibrator`` and ``set_calibration_profile`` are deprecated since TensorRT 10.1 (explicit
     quantization supersedes them) but still supported in 10.x; a TensorRT without them is a clear error.
     """
-    from engine.build import MissingDependencyError
 
     config.set_flag(trt.BuilderFlag.INT8)
     if not hasattr(config, "int8_calibrator"):

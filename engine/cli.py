@@ -15,6 +15,7 @@ from pathlib import Path
 from engine.backends import BACKENDS
 from engine.bench_cli import BENCH_DESCRIPTION, add_bench_arguments, bench_command
 from engine.build import MissingDependencyError, add_build_arguments, run_build
+from engine.cli_video import video_command
 
 
 def _models(a: argparse.Namespace) -> int:
@@ -131,66 +132,6 @@ def _predict(a: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _show_frames() -> object:
-    """A matplotlib window that shows frames; ValueError when there is no display to show them on."""
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise ValueError("--show needs a display (DISPLAY is not set); use -o OUT.mp4 instead")
-    import matplotlib.pyplot as plt
-
-    state: dict = {}
-
-    def show(frame: object) -> None:
-        if "im" not in state:
-            plt.ion()
-            state["im"] = plt.imshow(frame)
-            plt.axis("off")
-        else:
-            state["im"].set_data(frame)
-        plt.pause(0.001)
-
-    return show
-
-
-def _video(a: argparse.Namespace) -> int:
-    from engine.pipeline import VideoPipeline
-    from engine.video import check_max_frames, check_output, open_source
-
-    if a.output:  # before the model loads: a bad -o or --max-frames fails at once
-        check_output(a.output)
-    check_max_frames(a.max_frames)
-    on_frame = _show_frames() if a.show else None
-    predictor = _predictor(a)
-    source = open_source(a.source, live=a.live)
-    stats = a.stats
-    if stats is None:
-        stats = (Path(a.output).with_suffix(".stats.json") if a.output
-                 else Path(f"{Path(str(a.source)).stem or 'video'}.stats.json"))
-    pipeline = VideoPipeline(predictor, source, a.output, alpha=a.alpha, queue_size=a.queue,
-                             max_frames=a.max_frames, on_frame=on_frame, progress=not a.quiet)
-    try:
-        report = pipeline.run()
-    except Exception:  # a stage failed: keep what was measured up to the failure, then report the error
-        _save_partial_stats(pipeline.last_report, stats)
-        raise
-    print(report.table())
-    if report.input_error:
-        print(f"warning: {report.input_error}; the output holds the {report.frames} frames before it",
-              file=sys.stderr)
-    print(f"stats: {report.save(stats)}")
-    return 0
-
-
-def _save_partial_stats(report: object, path: str | Path) -> None:
-    """Save the report a failed pipeline left (``VideoPipeline.last_report``: the frames before the failure, the
-    stage error under ``error``); a failure to write it is a warning, so that the stage's error is the one reported."""
-    if report is None:  # the pipeline failed before it measured anything
-        return
-    try:
-        print(f"stats up to the failure: {report.save(path)}")
-    except Exception as e:  # never mask the pipeline's error
-        print(f"warning: the stats could not be written to {path} ({type(e).__name__}: {e})", file=sys.stderr)
-
-
 def _demo(a: argparse.Namespace) -> int:
     from training.demo import run_demo
 
@@ -236,7 +177,7 @@ def _runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cuda-graphs", action="store_true",
                    help="torch models (.pt/.pth/.pt2) on CUDA only: capture and replay a CUDA graph per shape")
     p.add_argument("--device", default="auto",
-                   help="auto, cpu, cuda or cuda:N (cuda:N for .plan and torch models; .plan runs on CUDA only)")
+                   help="auto, cpu, cuda or cuda:N (a .plan runs on CUDA only; .onnx on CUDA needs onnxruntime-gpu)")
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -323,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     vid.add_argument("--spin", action=argparse.BooleanOptionalAction, default=False,
                      help="let ONNX Runtime's idle threads spin-wait (default: off, so that the other stages get "
                           "the cores; see benchmarks/results/engine_pipeline_*.md)")
-    vid.set_defaults(func=_video, batch=None)
+    vid.set_defaults(func=video_command, batch=None)
     b = sub.add_parser("bench", help="latency per stage and end to end, beside the bare network and torch eager",
                        description=BENCH_DESCRIPTION)
     add_bench_arguments(b, MODEL_HELP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,8 @@ _UMASK = _read_umask()
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder (same suffix, so format-sniffing writers work); when the
-    block ends normally it is renamed onto ``path`` (with the umask's permissions), otherwise deleted."""
+    block ends normally it is renamed onto ``path`` (keeping the mode of a file it replaces, else the umask's),
+    otherwise deleted."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
@@ -29,8 +31,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        if tmp.exists():  # mkstemp makes the file 0600; give the result the permissions a plain open() would
-            os.chmod(tmp, 0o666 & ~_UMASK)
+        if tmp.exists():  # mkstemp makes the file 0600: keep the mode of the file replaced, else a plain open()'s
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

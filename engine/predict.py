@@ -72,7 +72,8 @@ def _expand(specs: Iterable[str | Path], skip: Path | None = None
             found.append((p, PurePath(p.name)))  # named explicitly: try it whatever its suffix
         elif glob.has_magic(text):
             base = _glob_base(text)
-            files = sorted(Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file())
+            files = sorted(Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file()
+                           and not (skip is not None and Path(m).resolve().is_relative_to(skip)))
             found += [(f, _relative(f, base)) for f in files]
             if not files:
                 missing.append((text, "no file matches the pattern"))

@@ -179,6 +179,9 @@ def test_old_backends_option_still_means_the_onnx_rows(tmp_path: Path, tiny_onnx
     saved = json.loads((tmp_path / "new.json").read_text())
     assert list(saved["results_ms"]) == ["segrt (onnxruntime)", "bare onnxruntime"]
     assert "--device cpu" in saved["command"]
+    with pytest.warns(DeprecationWarning, match="rows="):  # the Python API's old keyword still works
+        res = run_bench(tiny_onnx[0], (16, 24), backends="onnxruntime", runs=1, warmup=0, threads=1, out_dir=None)
+    assert list(res["results_ms"]) == ["segrt (onnxruntime)", "bare onnxruntime"]
 
 
 def test_row_names_say_backend_and_options() -> None:

@@ -322,3 +322,19 @@ def test_plugin_op_with_library_builds_and_is_recorded(tmp_path: Path, monkeypat
     plan = build_engine(onnx_path, tmp_path / "m.plan", shapes=SHAPES)
     doc = json.loads((tmp_path / "m.plan.json").read_text())
     assert doc["plugins"] == ["CrissCrossAttention"] and plan.is_file()
+
+
+def test_a_calibration_table_that_cannot_be_saved_only_warns(model: Path, tmp_path: Path, monkeypatch) -> None:
+    from engine.calibration import CalibrationData
+
+    _images(tmp_path / "calib", 2)
+    install_builder(monkeypatch, tmp_path)
+
+    def fail(self, data) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(CalibrationData, "write_cache", fail)
+    with pytest.warns(UserWarning, match=r"plan is built, but its INT8 calibration table could not be saved "
+                                         r"\(disk full\)"):
+        plan = build_engine(model, tmp_path / "m.plan", int8=True, calib_dir=tmp_path / "calib", shapes=SHAPES)
+    assert plan.read_bytes().startswith(b"FAKEPLAN") and read_sidecar(plan)["calibration"]["batches"] == 1

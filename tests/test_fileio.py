@@ -10,11 +10,15 @@ import pytest
 from engine import fileio
 
 
-def test_atomic_write_has_the_umask_permissions(tmp_path: Path) -> None:
+def test_atomic_write_has_the_umask_permissions(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(fileio, "_UMASK", 0o022)
     out = fileio.write_atomic(tmp_path / "sub" / "a.json", "{}\n")
     assert out.read_text() == "{}\n"
-    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~fileio._UMASK
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644  # not mkstemp's 0600
     assert list(out.parent.iterdir()) == [out]  # no temporary file left behind
+    out.chmod(0o600)  # a file replaced keeps its mode
+    fileio.write_atomic(out, "[]\n")
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600 and out.read_text() == "[]\n"
 
 
 def test_a_failed_write_leaves_the_old_file(tmp_path: Path) -> None:

@@ -48,6 +48,9 @@ def test_prepared_files_run_in_the_engine_and_the_command_parses(tmp_path: Path)
     assert (args.model, args.shape, args.device, args.precision, args.cuda_graphs) == (
         str(program), "64x96", "cuda", "fp16", True)
     assert (args.torch, args.runs, args.warmup, args.name) == (str(ckpt), 7, 2, "stem")
-    rows = {"segrt (torch, fp16, cuda graphs)": {"end_to_end": {"median": 2.0}}}
+    rows = {"segrt (torch, fp16, cuda graphs)": {"end_to_end": {"median": 2.0}},
+            "bare torch (fp16, cuda graphs)": {"end_to_end": {"median": 1.0}}}
     assert mod.summary({"results_ms": rows}) == [
-        "segrt (torch, fp16, cuda graphs): 2.000 ms median end to end = 500 FPS (targets: <= 3.0 ms, >= 500 FPS)"]
+        "segrt (torch, fp16, cuda graphs): 2.000 ms median, end to end = 500 FPS (targets: <= 3.0 ms, >= 500 FPS)",
+        "bare torch (fp16, cuda graphs): 1.000 ms median, the network alone = 1000 FPS (targets: <= 3.0 ms, "
+        ">= 500 FPS)"]

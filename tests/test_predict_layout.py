@@ -112,3 +112,16 @@ def test_output_folder_inside_the_input_is_not_read_back(tmp_path: Path, tiny_on
     assert [w.relative_to(out).as_posix() for w in first.written] == ["a.png", "sub/b.png"]
     assert second.written == first.written and second.ok
     assert not (out / "results").exists()
+
+
+def test_glob_does_not_read_the_output_folder_back(tmp_path: Path, tiny_onnx) -> None:
+    src = tmp_path / "in"
+    _img(src / "a.png", 1)
+    p = engine.Predictor(tiny_onnx[0])
+    out = src / "results"
+    pattern = str(src / "**" / "*.png")
+    first = predict_files(p, [pattern], out, progress=False)
+    second = predict_files(p, [pattern], out, progress=False)  # out/a.png matches the pattern, yet is no input
+    assert [w.relative_to(out).as_posix() for w in first.written] == ["a.png"] == [
+        w.relative_to(out).as_posix() for w in second.written]
+    assert not (out / "results").exists()

@@ -254,6 +254,13 @@ def test_backend_sets_its_device_on_every_calling_thread(tmp_path: Path, monkeyp
     t.start()
     t.join()
     assert cuda.set_device_calls == [(main, 0)]  # a new thread is on device 0 already: no cudaSetDevice at all
+    be1 = open_backend(plan, device="cuda:1")
+    be1.infer(x)
+    cuda.set_device(0)  # the main thread moves on to device 0; closing be1 (as garbage collection may) frees on
+    cuda.set_device_calls.clear()  # device 1 and leaves the thread on device 0
+    be1.close()
+    assert cuda.set_device_calls == [(main, 1), (main, 0)] and cuda.current_device() == 0
+    assert [d for op, name, d in cuda.ops if op == "free"][-1] == 1
 
 
 def test_tensorrt_backend_errors_without_tensorrt(tmp_path: Path, no_tensorrt: None) -> None:

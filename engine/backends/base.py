@@ -81,6 +81,15 @@ class Limits:
                                                                                    self.width)))
 
 
+def parse_device(device: str) -> tuple[str, int | None]:
+    """``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` -> (kind, GPU index or None); ValueError otherwise. Each
+    backend then checks what it can run on (a plan: CUDA only; torch and ONNX Runtime: whether CUDA is there)."""
+    kind, colon, idx = str(device).partition(":")
+    if kind not in ("auto", "cpu", "cuda") or (colon and (kind != "cuda" or not idx.isdigit())):
+        raise ValueError(f"unknown device {device!r} (known: auto, cpu, cuda, cuda:N)")
+    return kind, int(idx) if colon else None
+
+
 def generic_classes(n: int) -> list[str]:
     """``["class0", ..., "class{n-1}"]``: names for a model file that carries none."""
     return [f"class{i}" for i in range(int(n))]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.backends.base import Backend, Limits, reconcile_classes
+from engine.backends.base import Backend, Limits, parse_device, reconcile_classes
 from engine.metadata import PREFIX, ModelMeta
 
 MAX_SHAPES = 64  # input -> output shapes remembered for IO binding (more distinct shapes: the memo starts over)
@@ -32,14 +32,6 @@ def _check_onnx_file(path: Path) -> None:
 def _dim(d: Any) -> int | None:
     """A static ONNX Runtime dim as an int, a symbolic / unknown one as None."""
     return int(d) if isinstance(d, int) and d > 0 else None
-
-
-def _parse_device(device: str) -> tuple[str, int]:
-    """``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` -> (kind, GPU index)."""
-    kind, _, idx = str(device).partition(":")
-    if kind not in ("auto", "cpu", "cuda") or (idx and (kind != "cuda" or not idx.isdigit())):
-        raise ValueError(f"unknown device {device!r} (known: auto, cpu, cuda, cuda:N)")
-    return kind, int(idx or 0)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -73,7 +65,8 @@ class OnnxRuntimeBackend(Backend):
             opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
             opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
         self.spin = spin
-        kind, index = _parse_device(device)
+        kind, index = parse_device(device)
+        index = index or 0
         available = ort.get_available_providers()
         if kind == "cuda" and "CUDAExecutionProvider" not in available:
             raise RuntimeError(f"device={device!r} asked for, but this onnxruntime has no CUDAExecutionProvider "
@@ -106,6 +99,7 @@ class OnnxRuntimeBackend(Backend):
         self.meta, has_meta = self._read_meta()
         reconcile_classes(self.meta, self.out_channels, str(self.path), warn=has_meta)
         self.providers = self.session.get_providers()
+        self.device = f"cuda:{index}" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
         self.io_binding = bool(io_binding) and self.providers[0] == "CPUExecutionProvider"
         self._binding: Any = None
         self._out_shapes: dict[tuple[int, ...], tuple[int, ...]] = {}

@@ -14,27 +14,22 @@ current on the calling thread: one ``cudaGetDevice`` per call, ``cudaSetDevice``
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.backends.base import Backend, Limits, reconcile_classes
+from engine.backends.base import Backend, Limits, parse_device, reconcile_classes
 from engine.build import ShapeProfile, import_tensorrt
 from engine.metadata import ModelMeta
 from engine.plan_sidecar import read_sidecar
 
 
 def _device_index(device: str) -> int:
-    if device in ("auto", "cuda"):
-        return 0
-    m = re.fullmatch(r"cuda:(\d+)", device)
-    if m:
-        return int(m.group(1))
-    if device == "cpu":
+    kind, index = parse_device(device)
+    if kind == "cpu":
         raise ValueError("device='cpu': a TensorRT plan runs on CUDA GPUs only; use the .onnx model for CPU")
-    raise ValueError(f"unknown device {device!r} (known: auto, cuda, cuda:N)")
+    return index or 0
 
 
 class TensorRTBackend(Backend):
@@ -96,11 +91,14 @@ class TensorRTBackend(Backend):
         names = f" ({', '.join(ops)})" if isinstance(used, list) else ""
         ensure_plugins(ops, f"{self.path} was built with segrt TensorRT plugins{names}", str(self.path))
 
-    def _use_device(self) -> None:
-        """Make the plan's device current on the calling thread (cheap: set only when it differs)."""
+    def _use_device(self) -> int:
+        """Make the plan's device current on the calling thread (cheap: set only when it differs); returns the
+        device that was current before."""
         cuda = self._cuda
-        if cuda.current_device() != self.device_index:
+        prev = cuda.current_device()
+        if prev != self.device_index:
             cuda.set_device(self.device_index)
+        return prev
 
     def _check_io(self) -> None:
         trt, e = self._trt, self.engine
@@ -179,9 +177,10 @@ class TensorRTBackend(Backend):
         cuda: Any = getattr(self, "_cuda", None)
         if cuda is None:
             return
+        prev = None
         if getattr(self, "_bufs", None) or getattr(self, "_host", None) or getattr(self, "_stream", 0):
             try:
-                self._use_device()
+                prev = self._use_device()
             except RuntimeError:  # no usable CUDA any more (e.g. at interpreter exit): free what can be freed
                 pass
         for ptr in getattr(self, "_bufs", {}).values():
@@ -194,6 +193,11 @@ class TensorRTBackend(Backend):
             self._host = None
         cuda.destroy_stream(getattr(self, "_stream", 0))
         self._stream = 0
+        if prev is not None and prev != self.device_index:  # close() may run on any thread (garbage collection):
+            try:                                            # leave that thread on the device it had
+                cuda.set_device(prev)
+            except RuntimeError:
+                pass
 
     def __del__(self) -> None:
         self.close()

@@ -18,7 +18,6 @@ numpy array each call: callers (the video pipeline) hand logits to other threads
 from __future__ import annotations
 
 import json
-import re
 import threading
 import zipfile
 from collections import OrderedDict
@@ -29,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.backends.base import Backend
+from engine.backends.base import Backend, parse_device
 from engine.metadata import PREFIX, ModelMeta
 
 META_FILE = "segrt_meta.json"  # extra file of a .pt2 archive holding the ModelMeta fields as a JSON object
@@ -83,19 +82,17 @@ def read_program_meta(path: str | Path) -> ModelMeta | None:
     return meta_from_dict(d, str(path))
 
 
-def _parse_device(torch: Any, device: str) -> Any:
-    if device == "auto":
+def torch_device(torch: Any, device: str) -> Any:
+    kind, index = parse_device(device)
+    if kind == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cpu":
+    if kind == "cpu":
         return torch.device("cpu")
-    if re.fullmatch(r"cuda(:\d+)?", device):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device={device!r} asked for, but torch {torch.__version__} sees no CUDA device")
-        dev = torch.device(device)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise RuntimeError(f"no CUDA device {dev.index} (found {torch.cuda.device_count()})")
-        return torch.device("cuda", dev.index if dev.index is not None else torch.cuda.current_device())
-    raise ValueError(f"unknown device {device!r} (known: auto, cpu, cuda, cuda:N)")
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} asked for, but torch {torch.__version__} sees no CUDA device")
+    if index is not None and index >= torch.cuda.device_count():
+        raise RuntimeError(f"no CUDA device {index} (found {torch.cuda.device_count()})")
+    return torch.device("cuda", index if index is not None else torch.cuda.current_device())
 
 
 class _Graph:
@@ -112,9 +109,10 @@ def _cached(cache: OrderedDict, key: tuple[int, ...], make: Callable[[], Any]) -
     if key in cache:
         cache.move_to_end(key)
         return cache[key]
+    value = make()  # first: a failed capture must not cost a good entry
     while len(cache) >= MAX_SHAPES:
         cache.popitem(last=False)
-    value = cache[key] = make()
+    cache[key] = value
     return value
 
 
@@ -146,7 +144,7 @@ class TorchBackend(Backend):
         if program_meta is None and self.path.suffix.lower() in PROGRAM_SUFFIXES:
             raise ValueError(f"{self.path}: not a torch.export program archive (.pt2 written by torch.export.save)")
         torch = self._torch = import_torch()
-        self.device = _parse_device(torch, device)
+        self.device = torch_device(torch, device)
         is_cuda = self.device.type == "cuda"
         if precision == "fp16" and not is_cuda:
             raise ValueError("precision='fp16' needs a CUDA device; use 'bf16' on the CPU")
