@@ -105,9 +105,8 @@ class Predictor:
         if mode == "slide" and self.stride is None:
             ch, cw = self.crop_size  # type: ignore[misc]
             self.stride = (max(1, ch * 2 // 3), max(1, cw * 2 // 3))
-        if mode == "slide" and (self.stride[0] > self.crop_size[0] or self.stride[1] > self.crop_size[1]):  # type: ignore[index]
-            raise ValueError(f"stride {self.stride} must not exceed crop_size {self.crop_size}: pixels between "
-                             f"windows would be covered by none")
+        if mode == "slide":
+            tta.check_window(self.crop_size, self.stride)  # type: ignore[arg-type]
         self.scales = tuple(float(s) for s in scales)
         if not self.scales or min(self.scales) <= 0:
             raise ValueError(f"scales must be positive numbers, got {scales!r}")

@@ -19,15 +19,21 @@ from engine import ops
 Infer = Callable[[np.ndarray], np.ndarray]
 
 
+def check_window(crop: tuple[int, int], stride: tuple[int, int]) -> None:
+    """ValueError unless crop and stride are positive and the stride is at most the crop (no pixel left uncovered,
+    which would be a division by zero in the overlap average)."""
+    if min(*crop, *stride) <= 0:
+        raise ValueError(f"crop size and stride must be positive, got crop {crop}, stride {stride}")
+    if stride[0] > crop[0] or stride[1] > crop[1]:
+        raise ValueError(f"stride {stride} must not exceed crop_size {crop}: pixels between windows would be "
+                         f"covered by none")
+
+
 def slide_windows(h: int, w: int, crop: tuple[int, int], stride: tuple[int, int]) -> list[tuple[int, int, int, int]]:
     """Windows ``(y1, y2, x1, x2)`` covering an ``h x w`` image, as in MMSeg's slide_inference."""
+    check_window(crop, stride)
     ch, cw = crop
     sh, sw = stride
-    if min(ch, cw, sh, sw) <= 0:
-        raise ValueError(f"crop size and stride must be positive, got crop {crop}, stride {stride}")
-    if sh > ch or sw > cw:
-        raise ValueError(f"stride {stride} must not exceed the crop size {crop}: windows would leave pixels between "
-                         f"them uncovered")
     h_grids = max(h - ch + sh - 1, 0) // sh + 1
     w_grids = max(w - cw + sw - 1, 0) // sw + 1
     out = []
