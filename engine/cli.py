@@ -139,6 +139,17 @@ def _demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _report_data(report: str, calib: str, split: str) -> str | None:
+    """The dataset root ``segrt quantize`` reports on: ``--report DATA``; by default (``auto``) the calibration
+    folder when it is a segrt dataset root with that split (calibration reads its train images only); ``none``."""
+    if report == "none":
+        return None
+    if report != "auto":
+        return report
+    root = Path(calib)
+    return calib if (root / "classes.yaml").is_file() and (root / "images" / split).is_dir() else None
+
+
 def _quantize(a: argparse.Namespace) -> int:
     from engine.quantize import compare, quantize_model, write_report
 
@@ -146,7 +157,10 @@ def _quantize(a: argparse.Namespace) -> int:
                          per_channel=a.per_channel, activation_type=a.activation_type, weight_type=a.weight_type,
                          reduce_range=a.reduce_range, nodes_to_exclude=a.exclude)
     print(f"wrote {out}")
-    if a.report:
+    report = _report_data(a.report, a.calib, a.split)
+    if report:
+        print(f"comparing fp32 and int8 on {report} split {a.split!r} (--report none to skip)")
+        a.report = report
         result = compare(a.model, out, a.report, split=a.split, threads=a.threads, runs=a.runs, warmup=a.warmup)
         name = a.name or f"quantize_{Path(a.model).stem}"
         command = (f"segrt quantize {a.model} --calib {a.calib} -o {a.output} --num-images {a.num_images} "
@@ -284,7 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--weight-type", default="int8", choices=("uint8", "int8"))
     q.add_argument("--reduce-range", action="store_true", help="7-bit weights (for CPUs without VNNI)")
     q.add_argument("--exclude", nargs="*", default=[], metavar="NODE", help="node names kept in float")
-    q.add_argument("--report", default=None, metavar="DATA", help="also compare fp32 vs int8 on this dataset root")
+    q.add_argument("--report", default="auto", metavar="DATA",
+                   help="compare fp32 vs int8 (speed, mIoU) on this dataset root's --split; default auto: on --calib "
+                        "when it is a dataset root with that split; none: no report")
     q.add_argument("--split", default="val")
     q.add_argument("--threads", type=int, default=None)
     q.add_argument("--runs", type=int, default=30)

@@ -98,3 +98,20 @@ def test_cli(tmp_path: Path, dataset: Path, capsys: pytest.CaptureFixture) -> No
     report = json.loads((res / "quantize_tiny.json").read_text())
     assert report["command"].startswith(f"segrt quantize {src} --calib {dataset}")
     assert (res / "quantize_tiny.md").read_text().startswith("# int8 quantization")
+
+
+def test_cli_reports_on_the_calibration_dataset_by_default(tmp_path: Path, dataset: Path, capsys) -> None:
+    """The issue's plain command reports speed-up and mIoU change on the dataset's validation split; a bare image
+    folder gets no report; --report none skips it."""
+    src, _ = make_tiny_onnx(tmp_path / "tiny.onnx", num_classes=8)
+    common = ["--num-images", "2", "--runs", "1", "--warmup", "0", "--out-dir"]
+    assert main(["quantize", str(src), "--calib", str(dataset), "-o", str(tmp_path / "a.onnx"), *common,
+                 str(tmp_path / "auto")]) == 0
+    report = json.loads((tmp_path / "auto" / "quantize_tiny.json").read_text())
+    assert f"--report {dataset} --split val" in report["command"] and "mIoU" in capsys.readouterr().out
+    assert main(["quantize", str(src), "--calib", str(dataset), "-o", str(tmp_path / "b.onnx"), "--report", "none",
+                 *common, str(tmp_path / "none")]) == 0
+    images = dataset / "images" / "train"  # an image folder, not a dataset root: nothing to score against
+    assert main(["quantize", str(src), "--calib", str(images), "-o", str(tmp_path / "c.onnx"), *common,
+                 str(tmp_path / "folder")]) == 0
+    assert not (tmp_path / "none").exists() and not (tmp_path / "folder").exists()
