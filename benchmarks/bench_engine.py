@@ -39,13 +39,16 @@ sys.path.insert(0, str(ROOT))
 import engine  # noqa: E402
 from engine import ops  # noqa: E402
 from engine.fileio import write_atomic  # noqa: E402
-from engine.pipeline import STAGES, StageThreads, VideoPipeline  # noqa: E402
+from engine.pipeline import STAGES, VideoPipeline  # noqa: E402
+from engine.stage_threads import NICE, StageThreads  # noqa: E402
 from engine.video import VideoWriter, open_source, segment_video  # noqa: E402
 
-PLANS = {"default": StageThreads(),  # what VideoPipeline uses
-         "library": StageThreads(decode=0, native=0, encode=0, preset=None)}  # what it used before
-PLAN_TEXT = {"default": "1 thread each, x264 veryfast (default)",
-             "library": "each library's own threads, x264 medium (before)"}
+PLANS = {"default": StageThreads(nice=NICE),  # what VideoPipeline uses where inference blocks (ORT without spin)
+         "normal": StageThreads(),  # the same at the normal priority (what it uses with spinning ORT threads)
+         "library": StageThreads(decode=0, native=0, encode=0, preset=None)}  # what it used at first
+PLAN_TEXT = {"default": f"1 thread each, x264 veryfast, nice +{NICE} (default without spin)",
+             "normal": "1 thread each, x264 veryfast, normal priority (default with spin)",
+             "library": "each library's own threads, x264 medium (first version)"}
 
 
 def make_video(path: Path, frames: int, h: int, w: int) -> Path:

@@ -15,8 +15,10 @@ core instead (FFmpeg's frame threads, x264's 1.5 threads per core + lookahead, O
 inference is the slowest stage and takes CPU from it. On 2 cores the pipeline is CPU-bound as soon as inference
 uses both: its throughput is at most cores / (sum of every stage's CPU time per frame), and ONNX Runtime's
 spin-waiting threads turn each millisecond another stage takes from them into about two, so ``segrt video`` builds
-its Predictor with ``spin=False`` (idle ONNX Runtime threads block); see ``benchmarks/results/engine_pipeline_*.md``
-for the measurements and the arithmetic.
+its Predictor with ``spin=False`` (idle ONNX Runtime threads block), and the stages around inference then run at a
+lower OS priority (``engine.stage_threads.default_threads``), so that they fill the gaps inference leaves instead
+of stalling its parallel sections; see ``benchmarks/results/engine_pipeline_*.md`` for the measurements and the
+arithmetic.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ import numpy as np
 
 from engine.fileio import write_atomic
 from engine.predictor import Predictor
-from engine.video import PRESET, VideoSource, VideoWriter, check_max_frames, check_output
+from engine.stage_threads import StageThreads, default_threads
+from engine.video import VideoSource, VideoWriter, check_max_frames, check_output
 
 STAGES = ("decode", "pre", "infer", "post", "encode")
 _END = object()
@@ -85,43 +87,6 @@ class PipelineReport:
         return write_atomic(path, json.dumps(asdict(self), indent=2) + "\n")
 
 
-@dataclass(frozen=True)
-class StageThreads:
-    """Threads of the stages around inference (0: the library's own choice, about one per core).
-
-    ``decode``: FFmpeg decoder threads; ``native``: OpenMP threads of the native kernels (pre, post and the
-    writer's colour conversion; set for those stage threads only); ``encode``: encoder threads; ``preset``: the
-    libx264 preset of the output.
-    """
-
-    decode: int = 1
-    native: int = 1
-    encode: int = 1
-    preset: str | None = PRESET
-
-    def __post_init__(self) -> None:
-        for k in ("decode", "native", "encode"):
-            if int(getattr(self, k)) < 0:
-                raise ValueError(f"StageThreads.{k} must be >= 0, got {getattr(self, k)}")
-
-    def apply_native(self) -> None:
-        """Limit the native kernels called from the current thread to ``native`` threads (0: leave as is)."""
-        if self.native > 0:
-            from engine import ops
-
-            ops.set_num_threads(self.native)
-
-    def apply_decode(self, source: object) -> None:
-        """Set the decoder threads of ``source`` (before its first frame; sources without a decoder are skipped)."""
-        set_threads = getattr(source, "set_threads", None)
-        if set_threads is not None:
-            set_threads(self.decode)
-
-    def writer(self, path: str | Path, fps: float | Fraction, width: int, height: int) -> VideoWriter:
-        """A :class:`VideoWriter` with these encoder settings."""
-        return VideoWriter(path, fps, width, height, preset=self.preset, threads=self.encode)
-
-
 class _Stop(Exception):
     """Raised inside a stage when the pipeline is shutting down."""
 
@@ -157,7 +122,7 @@ class VideoPipeline:
             inp = Path(str(source.name))
             if not source.live and inp.is_file() and Path(output).resolve() == inp.resolve():
                 raise ValueError(f"{output}: is the input video itself; write the overlay to another file")
-        self.threads = threads or StageThreads()
+        self.threads = threads or default_threads(predictor)
         self.p, self.source, self.output = predictor, source, output
         self.alpha, self.max_frames, self.on_frame, self.progress = alpha, max_frames, on_frame, progress
         qs = max(1, int(queue_size))
@@ -210,6 +175,8 @@ class VideoPipeline:
         """Run a stage; on an error, cancel the stages upstream and end the stream downstream, so that the
         frames already past this stage are still written."""
         def body() -> None:
+            if stage != STAGES.index("infer"):
+                self.threads.apply_nice()
             try:
                 fn()
             except _Stop:

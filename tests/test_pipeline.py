@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import threading
 import time
 from fractions import Fraction
@@ -144,12 +146,12 @@ def test_show_without_display_is_a_clear_error(tmp_path: Path, tiny_onnx, capsys
 
 def test_stage_threads(tmp_path: Path, tiny_onnx) -> None:
     from engine import ops
-    from engine.pipeline import StageThreads
+    from engine.stage_threads import StageThreads
 
     src = write_video(tmp_path / "in.mp4", n=6)
     p = engine.Predictor(tiny_onnx[0])
     expected = [p.overlay(f, p.run(f)) for f in read_frames(src)]
-    for plan in (StageThreads(), StageThreads(decode=0, native=0, encode=0, preset=None)):
+    for plan in (StageThreads(), StageThreads(nice=10), StageThreads(decode=0, native=0, encode=0, preset=None)):
         shown: list[np.ndarray] = []
         report = VideoPipeline(p, open_source(src), tmp_path / "out.mp4", threads=plan, on_frame=shown.append).run()
         assert report.frames == 6 and np.array_equal(shown[-1], expected[-1])
@@ -170,6 +172,47 @@ def test_stage_threads(tmp_path: Path, tiny_onnx) -> None:
     assert seen[1] == 1 and ops.set_num_threads(before) == 3
     with pytest.raises(ValueError, match="n must be"):
         ops.set_num_threads(0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux's")
+def test_stage_threads_lower_only_their_own_priority() -> None:
+    from engine.stage_threads import StageThreads
+
+    def nice_of_thread() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    base, seen = nice_of_thread(), []
+
+    def stage() -> None:
+        StageThreads(nice=5).apply_nice()
+        seen.append(nice_of_thread())
+
+    t = threading.Thread(target=stage)
+    t.start()
+    t.join()
+    assert seen == [min(19, base + 5)] and nice_of_thread() == base  # the calling thread is untouched
+
+
+def test_default_threads_follow_how_inference_waits(tiny_onnx) -> None:
+    """Lower priority around inference only where inference threads block when idle (gaps to fill)."""
+    from engine.stage_threads import NICE, default_threads
+
+    assert default_threads(engine.Predictor(tiny_onnx[0], spin=False)).nice == NICE
+    assert default_threads(engine.Predictor(tiny_onnx[0])).nice == 0  # ONNX Runtime's spinning default
+    assert default_threads(engine.Predictor(tiny_onnx[0], spin=True)).nice == 0
+
+    class FakeBackend:
+        def __init__(self, name: str, device: str) -> None:
+            self.name, self.device = name, device
+
+    class P:
+        def __init__(self, backend: FakeBackend) -> None:
+            self.backend = backend
+
+    assert default_threads(P(FakeBackend("tensorrt", "cuda:0"))).nice == NICE
+    assert default_threads(P(FakeBackend("torch", "cuda:0"))).nice == NICE
+    assert default_threads(P(FakeBackend("torch", "cpu"))).nice == 0  # OpenMP threads spin
+    assert default_threads(object()).nice == NICE
 
 
 def test_writer_preset_and_threads(tmp_path: Path) -> None:
