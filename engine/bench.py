@@ -52,6 +52,7 @@ from engine.bench_report import (  # noqa: F401  (re-exported: the report's face
     write_report,
 )
 from engine.bench_torch import eager_device, is_checkpoint_file, load_eager, torch_step, torch_threads, torch_versions
+from engine.metadata import round_up
 from engine.pipeline import summarize
 from engine.predictor import Predictor
 
@@ -141,12 +142,6 @@ def engine_config(p: Predictor, network_shape: tuple[int, int]) -> dict[str, Any
     return {"model": str(p.path), "backend": name, "device": device, "precision": precision,
             "compile": bool(getattr(be, "compiled", False)), "cuda_graphs": bool(getattr(be, "cuda_graphs", False)),
             "threads": threads, "network_shape": list(network_shape)}
-
-
-def network_size(shape: tuple[int, int], divisor: int) -> tuple[int, int]:
-    """``shape`` rounded up to a multiple of ``divisor`` (as ``Predictor.input_size_for`` does)."""
-    d = max(1, int(divisor or 1))
-    return -(-shape[0] // d) * d, -(-shape[1] // d) * d
 
 
 def bench_image(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -301,7 +296,7 @@ def run_bench(model: str | Path, shape: tuple[int, int], *, rows: str | tuple[st
     if "torch" in wanted:
         tmodel, meta = load_eager(eager_src)
         net = (tuple(main_config["network_shape"]) if main_config else
-               network_size(shape, int(getattr(tmodel, "size_divisor", 0) or meta.get("size_divisor", 1) or 1)))
+               round_up(shape, int(getattr(tmodel, "size_divisor", 0) or meta.get("size_divisor", 1) or 1)))
         tdev = eager_device(main_config["device"] if main_config else device)
         steps[TORCH] = torch_step(tmodel, meta, img, net, outs.setdefault(TORCH, {}), threads, tdev)
         configs[TORCH] = {"model": str(eager_src), "backend": "torch", "mode": "eager", "device": tdev,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from engine.backends import BACKENDS
 from engine.bench_cli import BENCH_DESCRIPTION, add_bench_arguments, bench_command
-from engine.build import MissingDependencyError, add_build_arguments, run_build
+from engine.build import add_build_arguments, run_build
 from engine.cli_video import video_command
 
 
@@ -146,8 +146,9 @@ def _report_data(report: str, calib: str, split: str) -> str | None:
         return None
     if report != "auto":
         return report
-    root = Path(calib)
-    return calib if (root / "classes.yaml").is_file() and (root / "images" / split).is_dir() else None
+    from engine.quantize import is_dataset_root
+
+    return calib if is_dataset_root(calib, split) else None
 
 
 def _quantize(a: argparse.Namespace) -> int:
@@ -317,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Failures a user can cause and fix (a missing or corrupt file, a bad option, a runtime or device that is not there,
 # a checkpoint that does not fit its model): their message is the report. Others also get their type's name.
-USER_ERRORS = (OSError, ValueError, RuntimeError, ImportError, MissingDependencyError)
+USER_ERRORS = (OSError, ValueError, RuntimeError, ImportError)  # MissingDependencyError is a RuntimeError
 MAX_MESSAGE = 800  # characters of an error message shown (torch's state-dict errors list every tensor)
 
 

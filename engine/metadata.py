@@ -58,8 +58,18 @@ class ModelMeta:
         return cls(**_checked(kw, source))
 
 
+def round_up(size: tuple[int, int], divisor: int) -> tuple[int, int]:
+    """``(H, W)`` rounded up to multiples of ``divisor`` (a model's ``size_divisor``; 0 or 1: unchanged)."""
+    d = max(1, int(divisor or 1))
+    return -(-int(size[0]) // d) * d, -(-int(size[1]) // d) * d
+
+
 def _num(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _checked(kw: dict, source: str) -> dict:
@@ -75,7 +85,7 @@ def _checked(kw: dict, source: str) -> dict:
     if "palette" in kw:
         pal = kw["palette"]
         if not isinstance(pal, list) or not all(isinstance(c, list) and len(c) == 3 and all(
-                isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in c) for c in pal):
+                _int(v) and 0 <= v <= 255 for v in c) for c in pal):
             raise bad("palette", "a list of [r, g, b] colours with values 0..255")
     for name in ("mean", "std"):
         if name in kw:
@@ -87,14 +97,13 @@ def _checked(kw: dict, source: str) -> dict:
             out[name] = tuple(float(x) for x in v)
     if kw.get("input_size") is not None:
         v = kw["input_size"]
-        if not isinstance(v, list) or len(v) != 2 or not all(isinstance(x, int) and not isinstance(x, bool)
-                                                                and x > 0 for x in v):
+        if not isinstance(v, list) or len(v) != 2 or not all(_int(x) and x > 0 for x in v):
             raise bad("input_size", "two positive ints [H, W] or null")
         out["input_size"] = (v[0], v[1])
     for name in ("output_stride", "size_divisor"):
-        if name in kw and not (isinstance(kw[name], int) and not isinstance(kw[name], bool) and kw[name] >= 1):
+        if name in kw and not (_int(kw[name]) and kw[name] >= 1):
             raise bad(name, "a positive int")
-    if "ignore_index" in kw and not (isinstance(kw["ignore_index"], int) and not isinstance(kw["ignore_index"], bool)):
+    if "ignore_index" in kw and not _int(kw["ignore_index"]):
         raise bad("ignore_index", "an int")
     if "align_corners" in kw and not isinstance(kw["align_corners"], bool):
         raise bad("align_corners", "true or false")

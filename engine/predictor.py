@@ -19,7 +19,7 @@ from engine import ops, tta  # noqa: E402
 from engine.backends import open_backend  # noqa: E402
 from engine.backends.base import Backend, Limits, reconcile_classes  # noqa: E402
 from engine.batching import infer_in_chunks  # noqa: E402
-from engine.metadata import ModelMeta  # noqa: E402
+from engine.metadata import ModelMeta, round_up  # noqa: E402
 from engine.palettes import resolve_palette  # noqa: E402
 
 MODES = ("whole", "slide")
@@ -181,8 +181,7 @@ class Predictor:
         return self._divisible(*(self.meta.input_size if self.meta.input_size else (h, w)))
 
     def _divisible(self, h: int, w: int) -> tuple[int, int]:
-        d = max(1, int(getattr(self.meta, "size_divisor", 1) or 1))
-        return -(-int(h) // d) * d, -(-int(w) // d) * d
+        return round_up((h, w), getattr(self.meta, "size_divisor", 1))
 
     def preprocess(self, img: np.ndarray, size: tuple[int, int] | None = None,
                    out: np.ndarray | None = None) -> np.ndarray:

@@ -53,15 +53,21 @@ def load_onnx(path: str | Path) -> Any:
     return model
 
 
+def is_dataset_root(path: str | Path, split: str | None = None) -> bool:
+    """Whether ``path`` is a segrt folder-dataset root (``classes.yaml`` beside ``images/``), with ``split`` when
+    one is named (``images/<split>``)."""
+    path = Path(path)
+    return (path / "classes.yaml").is_file() and (path / "images" / (split or "")).is_dir()
+
+
 def calib_folder(calib: str | Path) -> Path:
     """The image folder to calibrate on: ``calib`` itself, or ``calib/images/train`` (else ``calib/images``) when
     ``calib`` is a segrt folder-dataset root, so the validation split is never used for calibration."""
     calib = Path(calib)
     if not calib.is_dir():
         raise FileNotFoundError(f"calibration folder not found: {calib}")
-    for sub in (calib / "images" / "train", calib / "images"):
-        if (calib / "classes.yaml").is_file() and sub.is_dir():
-            return sub
+    if is_dataset_root(calib):
+        return calib / "images" / "train" if (calib / "images" / "train").is_dir() else calib / "images"
     return calib
 
 

@@ -10,7 +10,7 @@ import onnx
 import torch
 
 from engine.fileio import atomic_path
-from engine.metadata import ModelMeta
+from engine.metadata import ModelMeta, round_up
 from training.checkpoint import load_checkpoint
 from training.config import config_from_dict
 
@@ -45,8 +45,7 @@ def export_onnx(model: torch.nn.Module, meta: dict[str, Any] | ModelMeta, out: s
     out = Path(out)
     meta = meta if isinstance(meta, ModelMeta) else ModelMeta(**meta)
     meta.size_divisor = int(getattr(model, "size_divisor", 1))
-    d = meta.size_divisor
-    sample_size = (-(-sample_size[0] // d) * d, -(-sample_size[1] // d) * d)
+    sample_size = round_up(sample_size, meta.size_divisor)
     model = model.eval()
     x = torch.randn(1, 3, *sample_size)
     dyn = torch.export.Dim.DYNAMIC

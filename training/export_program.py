@@ -16,7 +16,7 @@ import torch
 
 from engine.backends.torch import META_FILE
 from engine.fileio import atomic_path
-from engine.metadata import ModelMeta
+from engine.metadata import ModelMeta, round_up
 
 
 def save_program(model: torch.nn.Module, meta: dict[str, Any] | ModelMeta, out: str | Path,
@@ -25,8 +25,7 @@ def save_program(model: torch.nn.Module, meta: dict[str, Any] | ModelMeta, out: 
     out = Path(out)
     meta = meta if isinstance(meta, ModelMeta) else ModelMeta(**meta)
     meta.size_divisor = int(getattr(model, "size_divisor", 1))
-    d = meta.size_divisor
-    sample_size = (-(-sample_size[0] // d) * d, -(-sample_size[1] // d) * d)
+    sample_size = round_up(sample_size, meta.size_divisor)
     model = model.eval()
     # Batch 2: a sample batch of 1 would be specialised (0/1 specialisation) and the batch could not vary.
     x = torch.randn(2, 3, *sample_size)

@@ -63,7 +63,6 @@ class OnnxRuntimeBackend(Backend):
         opts.log_severity_level = 3
         if spin is not None:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-            opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
         self.spin = spin
         kind, index = parse_device(device)
         index = index or 0
