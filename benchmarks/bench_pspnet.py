@@ -14,31 +14,13 @@ files, ``--runs``/``--warmup`` go to the bench). Writes ``benchmarks/results/eng
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from model_files import segrt, write_checkpoint  # noqa: E402
+
 SHAPE = (512, 1024)
-
-
-def segrt(*args: str) -> None:
-    """Run a segrt command with this interpreter, echoing it; a failure stops the script."""
-    cmd = [sys.executable, "-m", "engine.cli", *args]
-    print("+ segrt " + " ".join(args), flush=True)
-    subprocess.run(cmd, check=True)
-
-
-def write_model(path: Path) -> Path:
-    """PSPNet-R50-D8 (ResNet-50 v1c, dilations 2/4, no auxiliary head), 19 classes, as a segrt checkpoint."""
-    import torch
-
-    from engine.palettes import CITYSCAPES_CLASSES
-    from training.convert import save_model
-    from training.models import build
-
-    torch.manual_seed(0)
-    model = build("pspnet", num_classes=19, backbone="resnet50-v1c", aux=False).eval()
-    return save_model(model, path, classes=list(CITYSCAPES_CLASSES), input_size=SHAPE)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     a.work.mkdir(parents=True, exist_ok=True)
     ckpt, fp32, int8 = a.work / "pspnet_r50_d8.pt", a.work / "pspnet_r50_d8.onnx", a.work / "pspnet_r50_d8.int8.onnx"
-    if not ckpt.exists():
-        write_model(ckpt)
+    if not ckpt.exists():  # PSPNet-R50-D8: ResNet-50 v1c, dilations 2/4
+        write_checkpoint(ckpt, "pspnet", "resnet50-v1c", SHAPE)
     if not fp32.exists():
         segrt("export", str(ckpt), "-o", str(fp32))
     if not (a.data / "classes.yaml").exists():

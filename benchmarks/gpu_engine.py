@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _p in (str(ROOT), str(Path(__file__).resolve().parent)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from model_files import segrt, write_checkpoint  # noqa: E402
 
 # (name, registry model, backbone, HxW)
 MODELS = (("bisenetv1_r18", "bisenetv1", "resnet18", (1024, 2048)),
@@ -44,19 +46,12 @@ def gpu_problem() -> str | None:
 def prepare(work: Path, name: str, model: str, backbone: str, shape: tuple[int, int],
             backbone_kwargs: dict | None = None) -> tuple[Path, Path]:
     """Write ``<name>.pt`` (segrt checkpoint) and ``<name>.pt2`` (exported program) under ``work``, once."""
-    import torch
-
-    from engine.palettes import CITYSCAPES_CLASSES
-    from training.convert import save_model
     from training.export_program import export_program
-    from training.models import build
 
     work.mkdir(parents=True, exist_ok=True)
     ckpt, program = work / f"{name}.pt", work / f"{name}.pt2"
     if not ckpt.exists():
-        torch.manual_seed(0)
-        net = build(model, num_classes=19, backbone=backbone, backbone_kwargs=backbone_kwargs, aux=False).eval()
-        save_model(net, ckpt, classes=list(CITYSCAPES_CLASSES), input_size=shape)
+        write_checkpoint(ckpt, model, backbone, shape, backbone_kwargs)
     if not program.exists() or program.stat().st_mtime < ckpt.stat().st_mtime:
         export_program(ckpt, program)
     return ckpt, program
@@ -99,10 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, model, backbone, shape in MODELS:
         ckpt, program = prepare(a.work, name, model, backbone, shape)
         stem = f"gpu_engine_{name}_{shape[0]}x{shape[1]}"
-        cmd = [sys.executable, "-m", "engine.cli", "bench",
-               *bench_args(ckpt, program, shape, runs, warmup, a.out_dir, stem)]
-        print("+ segrt " + " ".join(cmd[3:]), flush=True)
-        subprocess.run(cmd, check=True)
+        segrt("bench", *bench_args(ckpt, program, shape, runs, warmup, a.out_dir, stem))
         result = json.loads((Path(a.out_dir) / f"{stem}.json").read_text())
         print("\n".join(summary(result)))
     return 0
